@@ -1,0 +1,56 @@
+// The one interface every way of running lab steps implements: a QEMU VM,
+// a virtme-ng VM, or the host itself. The runner only talks to this.
+
+export interface ExecOptions {
+  /** Kill the command after this many milliseconds. */
+  timeoutMs?: number;
+  /** Extra environment variables for the command. */
+  env?: Record<string, string>;
+  /** Called with each chunk of output as it arrives. */
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+  /** Aborting kills the command (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  /** Exit code, or null when the command was killed. */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** Paths as the guest sees them. */
+export interface GuestPaths {
+  /** The project's checkout (read-only in a VM). */
+  project: string;
+  /** Built BPF objects and helpers. */
+  build: string;
+  /** A writable scratch directory for lab state. */
+  state: string;
+}
+
+export interface BackendInfo {
+  backend: 'qemu' | 'vng' | 'host';
+  /** `uname -r` of the kernel the steps run on. */
+  kernelRelease: string;
+  /** e.g. 'kvm', 'tcg', or 'none' for the host backend. */
+  accel: string;
+  /** Serial console log, when there is one. */
+  consoleLog?: string;
+}
+
+export interface Backend {
+  readonly name: BackendInfo['backend'];
+  /** Boot (or attach to) the machine; resolves when commands can run. */
+  start(signal?: AbortSignal): Promise<BackendInfo>;
+  /** Run one shell command (bash -c) as root. */
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** An interactive shell with the user's terminal; resolves with its exit code. */
+  shell(): Promise<number>;
+  /** Stop the machine and remove everything start() created. Safe to call twice. */
+  stop(): Promise<void>;
+  readonly paths: GuestPaths;
+}

@@ -1,0 +1,24 @@
+#!/bin/bash
+# PID 1 of a sockmap-labs VM, second stage, now on the host's root (read-only).
+# Brings up the network that QEMU's user-mode stack offers and starts sshd
+# with this VM's own keys and config (made by the host for this VM only).
+# Then stays PID 1: waits, reaping orphaned processes, until powered off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+say() { echo "sml-stage2: $*" > /dev/console; }
+
+hostname sockmap-lab 2>/dev/null
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+
+mkdir -p /run/sshd /run/sockmap-labs/steps
+chmod 0755 /run/sshd
+/usr/sbin/sshd -e -f /run/sockmap-labs/vm/sshd_config || say "FAILED: sshd did not start"
+say "SSHD-STARTED"
+
+trap 'poweroff -f' TERM INT
+while :; do
+  wait
+  sleep 1
+done

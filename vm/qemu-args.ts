@@ -1,0 +1,86 @@
+// The QEMU command line of a lab VM, as a pure function (unit-tested).
+//
+// The guest boots our initramfs, which mounts the host's root read-only over
+// 9p (the idea virtme-ng uses) plus three more read-only shares: the project
+// checkout, the guest kernel's modules and this VM's private files. Networking
+// is QEMU's user-mode stack with restrict=on: the guest reaches nothing outside,
+// and the only way in is SSH forwarded from 127.0.0.1.
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface QemuArgsInput {
+  kernelImage: string;
+  kernelRelease: string;
+  initramfs: string;
+  accel: Accel;
+  memoryMb: number;
+  cpus: number;
+  /** Host port on 127.0.0.1 forwarded to the guest's sshd; omit for a probe boot. */
+  sshPort?: number;
+  /** Host directories shared into the guest, by 9p mount tag. */
+  shares: Record<string, string>;
+  /** Extra kernel command line words. */
+  append?: string[];
+  /** Firmware; qboot boots a -kernel much faster than SeaBIOS. */
+  bios?: string;
+}
+
+export const QBOOT = '/usr/share/qemu/qboot.rom';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+export function kernelCommandLine(release: string, extra: string[] = []): string {
+  return [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1', // reboot at once on panic; with -no-reboot QEMU then exits
+    'oops=panic',
+    'mitigations=off', // a throw-away VM; speculation mitigations only slow TCG down
+    'tsc=reliable',
+    'no_timer_check',
+    'random.trust_cpu=on',
+    '8250.nr_uarts=1',
+    `sml.modver=${release}`,
+    ...extra,
+  ].join(' ');
+}
+
+export function buildQemuArgs(i: QemuArgsInput): string[] {
+  const args = [
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-machine',
+    'q35',
+    '-accel',
+    i.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu',
+    i.accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    String(i.memoryMb),
+    '-smp',
+    String(i.cpus),
+    '-kernel',
+    i.kernelImage,
+    '-initrd',
+    i.initramfs,
+    '-append',
+    kernelCommandLine(i.kernelRelease, i.append),
+    // The serial console goes to our stdout; signal=off keeps Ctrl-C ours.
+    '-chardev',
+    'stdio,id=console,signal=off',
+    '-serial',
+    'chardev:console',
+  ];
+  if (i.bios) args.push('-bios', i.bios);
+  for (const [tag, dir] of Object.entries(i.shares)) {
+    args.push('-fsdev', `local,id=fs_${tag},path=${dir},security_model=none,readonly=on,multidevs=remap`);
+    args.push('-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`);
+  }
+  if (i.sshPort !== undefined) {
+    args.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${i.sshPort}-:22`);
+    args.push('-device', 'virtio-net-pci,netdev=net0,romfile=');
+  }
+  return args;
+}

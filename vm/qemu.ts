@@ -1,0 +1,233 @@
+// The default backend: a throw-away QEMU VM booted from the host's own files.
+//
+// start(): build (or reuse) the initramfs, pick KVM or TCG, make this VM's
+// private directory with fresh SSH keys, boot, and connect over SSH.
+// stop(): close SSH, stop QEMU, remove the keys. Nothing survives the VM.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { UserError } from '../runner/errors.ts';
+import type { Backend, BackendInfo, ExecOptions, ExecResult, GuestPaths } from './backend.ts';
+import { chooseAccel, type AccelRequest } from './accel.ts';
+import { projectRoot } from './cache.ts';
+import { ensureInitramfs } from './initramfs.ts';
+import type { Kernel } from './kernel.ts';
+import { buildQemuArgs, QBOOT, type Accel } from './qemu-args.ts';
+import { QemuProcess } from './qemu-process.ts';
+import { connectSsh, type SshTransport } from './ssh.ts';
+import { QEMU_TOOLS, requireTools } from './tools.ts';
+
+/** Where the guest sees things (see vm/guest/init). */
+export const GUEST_PATHS: GuestPaths = {
+  project: '/run/sockmap-labs/project',
+  build: '/run/sockmap-labs/project/build',
+  state: '/run/sockmap-labs/state',
+};
+const GUEST_VM_DIR = '/run/sockmap-labs/vm';
+
+export interface QemuOptions {
+  kernel: Kernel;
+  accel?: AccelRequest;
+  memoryMb?: number;
+  cpus?: number;
+  /** Give up if SSH does not answer this long after QEMU starts. */
+  bootTimeoutMs?: number;
+  /** Called with progress lines ("building initramfs", the accel notice…). */
+  log?: (line: string) => void;
+  /** Where to keep the console log after the VM is gone. */
+  logDir?: string;
+}
+
+export function sshdConfig(): string {
+  return [
+    'Port 22',
+    'ListenAddress 0.0.0.0',
+    `HostKey ${GUEST_VM_DIR}/ssh_host_ed25519_key`,
+    `AuthorizedKeysFile ${GUEST_VM_DIR}/authorized_keys`,
+    'PermitRootLogin prohibit-password',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'StrictModes no',
+    'UseDNS no',
+    'PrintMotd no',
+    'PrintLastLog no',
+    'PidFile /run/sshd.pid',
+    'MaxSessions 64',
+    'MaxStartups 64',
+    'Subsystem sftp internal-sftp',
+    '',
+  ].join('\n');
+}
+
+/** A port on 127.0.0.1 that is free right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function sshKeygen(file: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'sockmap-labs', '-f', file], { stdio: 'ignore' });
+    p.once('error', reject);
+    p.once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`ssh-keygen exited with ${c}`))));
+  });
+}
+
+export class QemuBackend implements Backend {
+  readonly name = 'qemu' as const;
+  readonly paths = GUEST_PATHS;
+  private qemu?: QemuProcess;
+  private ssh?: SshTransport;
+  private vmDir?: string;
+  private info?: BackendInfo;
+  /** Filled in by start(); for the benchmark. */
+  timings: Record<string, number> = {};
+
+  constructor(private readonly o: QemuOptions) {}
+
+  get consoleTail(): string {
+    return this.qemu?.tail() ?? '';
+  }
+
+  async start(signal?: AbortSignal): Promise<BackendInfo> {
+    const log = this.o.log ?? (() => {});
+    const t0 = Date.now();
+    requireTools(QEMU_TOOLS);
+    const { kernel } = this.o;
+    const initrd = await ensureInitramfs(kernel);
+    if (initrd.built) log(`built initramfs ${path.basename(initrd.path)}`);
+    this.timings.initramfs = Date.now() - t0;
+    const accel = await chooseAccel(kernel, initrd.path, this.o.accel);
+    if (accel.notice) log(accel.notice);
+    this.timings.accel = Date.now() - t0;
+
+    // This VM's private files: keys and sshd config. Only guest/ is shared with the guest.
+    this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-vm-'));
+    fs.chmodSync(this.vmDir, 0o700);
+    const guestDir = path.join(this.vmDir, 'guest');
+    fs.mkdirSync(guestDir, { mode: 0o700 });
+    const clientKey = path.join(this.vmDir, 'id_ed25519');
+    const hostKey = path.join(guestDir, 'ssh_host_ed25519_key');
+    await Promise.all([sshKeygen(clientKey), sshKeygen(hostKey)]);
+    fs.copyFileSync(`${clientKey}.pub`, path.join(guestDir, 'authorized_keys'));
+    fs.writeFileSync(path.join(guestDir, 'sshd_config'), sshdConfig(), { mode: 0o600 });
+    this.timings.keys = Date.now() - t0;
+
+    const logDir = this.o.logDir ?? path.join(projectRoot, 'build/logs');
+    fs.mkdirSync(logDir, { recursive: true });
+    const consoleLog = path.join(logDir, `console-${process.pid}.log`);
+    let lastError = '';
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const port = await freePort();
+      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog);
+      this.timings.spawned = Date.now() - t0;
+      try {
+        this.ssh = await this.connect(port, hostKey, clientKey, signal);
+      } catch (e) {
+        await this.qemu.stop(500);
+        if (signal?.aborted) throw new UserError('interrupted while the VM was booting');
+        // Someone took the port between our check and QEMU's bind: try another.
+        if (/host forwarding rule|Could not set up host forwarding/i.test(this.qemu.output)) {
+          lastError = 'the SSH port was taken';
+          continue;
+        }
+        throw this.bootError(e as Error, consoleLog);
+      }
+      this.timings.sshReady = Date.now() - t0;
+      const uname = await this.ssh.run('uname -r');
+      this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel: accel.accel, consoleLog };
+      return this.info;
+    }
+    throw new UserError(`the VM could not start: ${lastError}`);
+  }
+
+  qemuArgs(initramfs: string, accel: Accel, port: number): string[] {
+    const { kernel } = this.o;
+    return buildQemuArgs({
+      kernelImage: kernel.image,
+      kernelRelease: kernel.release,
+      initramfs,
+      accel,
+      memoryMb: this.o.memoryMb ?? 1024,
+      cpus: this.o.cpus ?? Math.min(2, os.cpus().length),
+      sshPort: port,
+      bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
+      shares: { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
+    });
+  }
+
+  private async connect(port: number, hostKey: string, clientKey: string, signal?: AbortSignal): Promise<SshTransport> {
+    const q = this.qemu!;
+    const deadline = this.o.bootTimeoutMs ?? 180_000;
+    // Wait for our init to say sshd is up, and fail fast on a panic or a dead QEMU.
+    const boot = await q.waitFor('sml-stage2: SSHD-STARTED', deadline, signal);
+    if (boot !== 'marker') {
+      const why = { exit: `QEMU exited (code ${q.exit?.code})`, fatal: q.fatal() ?? 'boot failed', timeout: `no sshd within ${Math.round(deadline / 1000)} s`, aborted: 'interrupted' }[boot];
+      throw new Error(why);
+    }
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await connectSsh({
+        host: '127.0.0.1',
+        port,
+        username: 'root',
+        privateKeyPath: clientKey,
+        hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8'),
+        deadlineMs: 60_000,
+        signal: controller.signal,
+        wrapping: { pidDir: '/run/sockmap-labs/steps' },
+        onRetry: () => {
+          if (!q.running || q.fatal()) controller.abort();
+        },
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private bootError(e: Error, consoleLog: string): UserError {
+    return new UserError(
+      `the VM did not boot: ${e.message}`,
+      `read the console log: ${path.relative(process.cwd(), consoleLog) || consoleLog}; check the kernel with: npm run doctor`,
+      this.qemu?.tail(15),
+    );
+  }
+
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+    if (!this.ssh) throw new Error('the VM is not running');
+    if (this.ssh.isClosed || !this.qemu?.running) {
+      const why = this.qemu?.fatal() ?? (this.qemu?.running ? 'the SSH connection closed' : 'QEMU exited');
+      return Promise.reject(new UserError(`the VM is gone: ${why}`, undefined, this.qemu?.tail(10)));
+    }
+    return this.ssh.exec(command, opts);
+  }
+
+  shell(): Promise<number> {
+    if (!this.ssh) throw new Error('the VM is not running');
+    return this.ssh.shell();
+  }
+
+  get vmAlive(): boolean {
+    return !!this.qemu?.running && !!this.ssh && !this.ssh.isClosed;
+  }
+
+  async stop(): Promise<void> {
+    this.ssh?.close();
+    this.ssh = undefined;
+    await this.qemu?.stop();
+    if (this.vmDir) fs.rmSync(this.vmDir, { recursive: true, force: true });
+    this.vmDir = undefined;
+  }
+}

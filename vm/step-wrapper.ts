@@ -1,0 +1,34 @@
+// How a step's command is wrapped when it runs in a guest over SSH: in a new
+// session (so its whole process group can be killed on timeout or Ctrl-C), with
+// its pid written where a second SSH channel can find it, stdin from /dev/null,
+// and the lab's environment exported. The command travels as one single-quoted
+// argument, so the author's shell code reaches bash unchanged.
+
+export interface StepWrapping {
+  /** Guest directory for step pid files. */
+  pidDir: string;
+}
+
+/** Single-quotes a string for bash. */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function exportsFor(env: Record<string, string> = {}): string {
+  return Object.entries(env)
+    .map(([k, v]) => `export ${k}=${shq(v)};`)
+    .join(' ');
+}
+
+export function wrapStep(command: string, id: string, w: StepWrapping, env?: Record<string, string>): string {
+  const pidFile = `${w.pidDir}/${id}.pid`;
+  // Few processes on purpose: every exec costs ~0.1 s in an emulated guest.
+  const inner = `echo $$ > ${pidFile}; eval "$1"`;
+  return `${exportsFor(env)} exec setsid -w bash -c ${shq(inner)} step ${shq(command)} < /dev/null`;
+}
+
+/** Kills the process group of step `id` (TERM, then KILL). */
+export function killStepCommand(id: string, w: StepWrapping): string {
+  const pidFile = `${w.pidDir}/${id}.pid`;
+  return `p=$(cat ${pidFile} 2>/dev/null) && { kill -TERM -- -$p; sleep 0.3; kill -KILL -- -$p; } 2>/dev/null; rm -f ${pidFile}; true`;
+}
