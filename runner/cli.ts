@@ -1,0 +1,98 @@
+#!/usr/bin/env -S npx tsx
+// sockmap-labs command line: `npm run lab …`, `npm run kernels …`, `npm run doctor`.
+import { Command, Option } from 'commander';
+import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
+import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
+import { UserError } from './errors.ts';
+import { discoverLabs, loadLab } from './labs.ts';
+import { runLabs, type BackendName } from './run-labs.ts';
+import { colorWanted, paint } from './style.ts';
+
+const p = paint(colorWanted(process.stderr));
+
+function fail(e: unknown): never {
+  if (e instanceof UserError) {
+    process.stderr.write(`${p.red('error:')} ${e.message}\n`);
+    if (e.details) process.stderr.write(`${e.details.split('\n').map((l) => `  ${p.dim('│')} ${l}`).join('\n')}\n`);
+    if (e.fix) process.stderr.write(`${p.bold('fix:')}   ${e.fix}\n`);
+    process.exit(2);
+  }
+  throw e;
+}
+
+const program = new Command('sockmap-labs')
+  .description('Learn Linux eBPF SOCKMAP/SOCKHASH by doing: every lab step runs in a real kernel VM and is checked.')
+  .showHelpAfterError();
+
+program
+  .command('lab')
+  .description('run labs in a throw-away VM (or "list" them)')
+  .argument('[labs...]', 'lab numbers, names or "all"; "list" shows the labs')
+  .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
+  .option('-k, --kernel <path>', 'guest kernel image (default: LAB_KERNEL, the cached kernel, then /boot)')
+  .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
+  .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
+  .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
+  .addHelpText(
+    'after',
+    `
+Examples:
+  npm run lab 1                  run lab 01 in a fresh VM
+  npm run lab all                run every lab in one VM
+  npm run lab list               list the labs
+  npm run lab 2 -- --quiet       commands and verdicts only
+  npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
+  sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
+
+Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR.
+Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
+  )
+  .action(async (labs: string[], o) => {
+    if (labs[0] === 'list') {
+      for (const ref of discoverLabs()) {
+        const lab = loadLab(ref);
+        const needs = lab.spec.needs?.kernel ? p.dim(` (kernel ≥ ${lab.spec.needs.kernel})`) : '';
+        console.log(`  ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(28)} ${lab.spec.title}${needs}`);
+      }
+      return;
+    }
+    if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
+    process.exitCode = await runLabs({
+      labs,
+      backend: o.backend as BackendName,
+      kernel: o.kernel,
+      quiet: o.quiet,
+      memoryMb: o.memory,
+      timeoutScale: o.timeoutScale,
+    });
+  });
+
+const kernels = program.command('kernels').description('list guest kernels, or fetch one into the cache');
+kernels
+  .command('list', { isDefault: true })
+  .description('list the kernels the runner can boot, the one it would pick first')
+  .action(() => {
+    let chosen: string | undefined;
+    try {
+      chosen = resolveKernel().image;
+    } catch {
+      /* none yet */
+    }
+    const rows = [...cachedKernels().map((k) => ['cache', k]), ...bootKernels().map((k) => ['/boot', k])];
+    if (!rows.length) throw new UserError('no kernels found', 'npm run kernels -- fetch');
+    for (const [src, img] of rows) {
+      const k = describeKernel(img, 'cache');
+      console.log(`${img === chosen ? '*' : ' '} ${k.release.padEnd(28)} ${src.padEnd(6)} ${img}`);
+    }
+  });
+kernels
+  .command('fetch')
+  .description('download a Debian kernel package into the cache (no root, /boot untouched)')
+  .argument('[package]', 'Debian kernel image package', DEFAULT_KERNEL_PACKAGE)
+  .addHelpText('after', `\nExamples:\n  npm run kernels -- fetch\n  npm run kernels -- fetch linux-image-6.1.0-27-amd64`)
+  .action(async (pkg: string) => {
+    const k = await fetchDebianKernel(pkg, (s) => console.log(s));
+    console.log(`kernel ${k.release} ready: ${k.image}`);
+  });
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,162 @@
+// Runs one lab on a backend: check what it needs, clean up leftovers, run each
+// step with its timeout and checks, and always tear down what the lab made.
+import type { Backend, ExecResult } from '../vm/backend.ts';
+import { compareVersions, missingConfig } from '../vm/kernel.ts';
+import { shq } from '../vm/step-wrapper.ts';
+import { evaluate, type CheckResult } from './checks.ts';
+import type { Step } from './lab-schema.ts';
+import type { LoadedLab } from './labs.ts';
+
+export type Status = 'passed' | 'failed' | 'skipped';
+
+export interface StepResult {
+  title: string;
+  status: Status;
+  /** The command as written in the lab. */
+  command: string;
+  checks: CheckResult[];
+  exec?: ExecResult;
+  durationMs: number;
+  /** Why it was skipped, or an error that kept it from running. */
+  reason?: string;
+}
+
+export interface LabResult {
+  lab: LoadedLab;
+  status: Status;
+  steps: StepResult[];
+  durationMs: number;
+  reason?: string;
+}
+
+export interface Reporter {
+  notice(line: string): void;
+  labStart(lab: LoadedLab, index: number, total: number): void;
+  stepStart(lab: LoadedLab, step: Step, index: number, total: number): void;
+  stepOutput(chunk: string, stream: 'stdout' | 'stderr'): void;
+  stepEnd(lab: LoadedLab, step: Step, result: StepResult): void;
+  labEnd(result: LabResult): void;
+}
+
+export interface RunContext {
+  /** `uname -r` where the steps run. */
+  kernelRelease: string;
+  /** The kernel's build config, when known. */
+  kernelConfig?: Map<string, string>;
+  signal?: AbortSignal;
+  /** Multiplies every step timeout (slow machines, TCG). */
+  timeoutScale?: number;
+}
+
+export const DEFAULT_STEP_TIMEOUT_S = 60;
+const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
+
+/** Environment every step sees; the names are documented in docs/authoring.md. */
+export function labEnv(lab: LoadedLab, backend: Backend): Record<string, string> {
+  const p = backend.paths;
+  return {
+    LAB: `${p.project}/labs/${lab.id}`,
+    STATE: `${p.state}/${lab.id}`,
+    PIN: `${PIN_ROOT}/${lab.id}`,
+    BUILD: p.build,
+    PATH: `${p.build}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+    LC_ALL: 'C',
+  };
+}
+
+/** Why this kernel cannot run the lab, or undefined when it can. */
+export function unmetNeeds(lab: LoadedLab, ctx: Pick<RunContext, 'kernelRelease' | 'kernelConfig'>): string | undefined {
+  const needs = lab.spec.needs;
+  if (!needs) return undefined;
+  if (needs.kernel && compareVersions(ctx.kernelRelease, needs.kernel) < 0)
+    return `needs kernel ${needs.kernel} or newer; this one is ${ctx.kernelRelease}`;
+  if (needs.config && ctx.kernelConfig) {
+    const missing = missingConfig(ctx.kernelConfig, needs.config);
+    if (missing.length) return `kernel ${ctx.kernelRelease} lacks ${missing.map((o) => `CONFIG_${o}`).join(', ')}`;
+  }
+  return undefined;
+}
+
+/** The shell that runs a background step: start it detached, then wait for its ready text. */
+export function backgroundCommand(step: Step & { background: string }, timeoutS: number): string {
+  const log = `"$STATE/${step.background}.log"`;
+  const lines = [
+    `setsid bash -c ${shq(step.run)} > ${log} 2>&1 < /dev/null &`,
+    `echo $! > "$STATE/${step.background}.bgpid"`,
+  ];
+  if (step.ready) {
+    const tries = Math.ceil(timeoutS * 10);
+    lines.push(
+      `for _ in $(seq ${tries}); do`,
+      `  grep -qF -- ${shq(step.ready)} ${log} && { cat ${log}; exit 0; }`,
+      `  kill -0 $! 2>/dev/null || { cat ${log}; echo "${step.background} exited before it was ready" >&2; exit 1; }`,
+      `  sleep 0.1`,
+      `done`,
+      `cat ${log}; echo "${step.background} was not ready in time" >&2; exit 1`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Kills background actors, runs the lab's cleanup, removes its state and pins. */
+function teardownCommand(lab: LoadedLab): string {
+  return [
+    'for f in "$STATE"/*.bgpid; do [ -e "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null; done',
+    lab.spec.cleanup ? `( ${lab.spec.cleanup.trim()}\n) >/dev/null 2>&1` : '',
+    'rm -rf "$STATE" "$PIN"',
+    'true',
+  ]
+    .filter(Boolean)
+    .join('\n');
+}
+
+export async function runLab(lab: LoadedLab, backend: Backend, reporter: Reporter, ctx: RunContext): Promise<LabResult> {
+  const started = Date.now();
+  const steps = lab.spec.steps;
+  const skipAll = (reason: string): StepResult[] =>
+    steps.map((s) => ({ title: s.title, status: 'skipped', command: s.run, checks: [], durationMs: 0, reason }));
+
+  const unmet = unmetNeeds(lab, ctx);
+  if (unmet) return { lab, status: 'skipped', steps: skipAll(unmet), durationMs: 0, reason: unmet };
+
+  const env = labEnv(lab, backend);
+  const results: StepResult[] = [];
+  let failed = false;
+  // Leftovers of an interrupted earlier run go first; then a fresh state dir and pin dir.
+  await backend.exec(`${teardownCommand(lab)}\nmkdir -p "$STATE" "$PIN"`, { env, timeoutMs: 30_000 });
+  try {
+    for (const [i, step] of steps.entries()) {
+      if (failed || ctx.signal?.aborted) {
+        results.push({ title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason: failed ? 'an earlier step failed' : 'interrupted' });
+        continue;
+      }
+      reporter.stepStart(lab, step, i, steps.length);
+      const timeoutS = (step.timeout ?? DEFAULT_STEP_TIMEOUT_S) * (ctx.timeoutScale ?? 1);
+      const command = step.background ? backgroundCommand({ ...step, background: step.background }, timeoutS) : step.run;
+      let result: StepResult;
+      try {
+        const exec = await backend.exec(command, {
+          env,
+          timeoutMs: timeoutS * 1000,
+          signal: ctx.signal,
+          onStdout: (c) => reporter.stepOutput(c, 'stdout'),
+          onStderr: (c) => reporter.stepOutput(c, 'stderr'),
+        });
+        const checks = ctx.signal?.aborted ? [] : evaluate(step.expect, exec);
+        const ok = !ctx.signal?.aborted && checks.every((c) => c.ok);
+        result = { title: step.title, status: ok ? 'passed' : 'failed', command: step.run, checks, exec, durationMs: exec.durationMs };
+        if (ctx.signal?.aborted) result.reason = 'interrupted';
+      } catch (e) {
+        result = { title: step.title, status: 'failed', command: step.run, checks: [], durationMs: 0, reason: (e as Error).message };
+      }
+      results.push(result);
+      reporter.stepEnd(lab, step, result);
+      if (result.status === 'failed') failed = true;
+    }
+  } finally {
+    // Best effort: a VM that died cannot be cleaned, and needs no cleaning.
+    await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000 }).catch(() => {});
+  }
+  const status: Status = failed || ctx.signal?.aborted ? 'failed' : 'passed';
+  return { lab, status, steps: results, durationMs: Date.now() - started, reason: ctx.signal?.aborted ? 'interrupted' : undefined };
+}

@@ -1,0 +1,122 @@
+// Finding labs (labs/NN-name/lab.yaml) and loading them, with schema errors
+// reported as file:line.
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { projectRoot } from '../vm/cache.ts';
+import { UserError } from './errors.ts';
+import { compileRegex } from './checks.ts';
+import { isKnownErrno } from './errno.ts';
+import { Lab, type LabSpec } from './lab-schema.ts';
+
+export interface LabRef {
+  /** Folder name, e.g. "01-create-map". */
+  id: string;
+  number: number;
+  /** The part after the number, e.g. "create-map". */
+  slug: string;
+  dir: string;
+  file: string;
+}
+
+export interface LoadedLab extends LabRef {
+  spec: LabSpec;
+}
+
+export const labsDir = (root = projectRoot) => path.join(root, 'labs');
+
+export function discoverLabs(dir = labsDir()): LabRef[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .map((id) => ({ id, m: /^(\d+)-([a-z0-9-]+)$/.exec(id) }))
+    .filter((x) => x.m && fs.existsSync(path.join(dir, x.id, 'lab.yaml')))
+    .map(({ id, m }) => ({ id, number: Number(m![1]), slug: m![2], dir: path.join(dir, id), file: path.join(dir, id, 'lab.yaml') }))
+    .sort((a, b) => a.number - b.number);
+}
+
+/** Picks labs by number ("3", "03"), folder name, or slug; "all" picks every lab. */
+export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
+  if (wanted.length === 0 || wanted.includes('all')) return all;
+  return wanted.map((w) => {
+    const hit = all.find((l) => (/^\d+$/.test(w) ? l.number === Number(w) : l.id === w || l.slug === w));
+    if (!hit)
+      throw new UserError(
+        `no lab "${w}". The labs are:\n${all.map((l) => `  ${String(l.number).padStart(2)}  ${l.id}`).join('\n')}`,
+        `npm run lab ${all[0]?.number ?? 1}`,
+      );
+    return hit;
+  });
+}
+
+export interface LabProblem {
+  file: string;
+  line: number;
+  message: string;
+}
+
+export class LabFileError extends UserError {
+  constructor(readonly problems: LabProblem[]) {
+    super(`invalid lab file:\n${problems.map((p) => `  ${p.file}:${p.line}: ${p.message}`).join('\n')}`, 'fix the lines named above (the format: docs/authoring.md)');
+  }
+}
+
+function lineOf(doc: Document, lc: LineCounter, at: (string | number)[]): number {
+  // Walk up the path until a node with a position is found.
+  for (let n = at.length; n >= 0; n--) {
+    const node = doc.getIn(at.slice(0, n), true);
+    if (isNode(node) && node.range) return lc.linePos(node.range[0]).line;
+  }
+  return 1;
+}
+
+/** Problems the schema cannot see: regexes that do not compile, unknown errno names. */
+function semanticProblems(spec: LabSpec): { at: (string | number)[]; message: string }[] {
+  const out: { at: (string | number)[]; message: string }[] = [];
+  spec.steps.forEach((step, i) => {
+    const e = step.expect;
+    if (!e) return;
+    if (e.errno && !isKnownErrno(e.errno)) out.push({ at: ['steps', i, 'expect', 'errno'], message: `unknown errno ${e.errno}` });
+    for (const stream of ['stdout', 'stderr', 'output'] as const) {
+      const t = e[stream];
+      if (!t || typeof t === 'string') continue;
+      for (const key of ['matches', 'not_matches'] as const) {
+        const v = t[key];
+        for (const r of v === undefined ? [] : Array.isArray(v) ? v : [v]) {
+          try {
+            compileRegex(r);
+          } catch (err) {
+            out.push({ at: ['steps', i, 'expect', stream, key], message: `bad regular expression: ${(err as Error).message}` });
+          }
+        }
+      }
+    }
+    if (step.ready && !step.background) out.push({ at: ['steps', i, 'ready'], message: '"ready" needs "background"' });
+  });
+  return out;
+}
+
+export function parseLab(text: string, file: string): LabSpec {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const rel = path.relative(process.cwd(), file) || file;
+  if (doc.errors.length)
+    throw new LabFileError(doc.errors.map((e) => ({ file: rel, line: e.linePos?.[0]?.line ?? 1, message: e.message.split('\n')[0] })));
+  const parsed = Lab.safeParse(doc.toJS());
+  if (!parsed.success)
+    throw new LabFileError(
+      parsed.error.issues.map((i) => {
+        const at = i.path.filter((p): p is string | number => typeof p !== 'symbol');
+        const where = at.length ? `${at.join('.')}: ` : '';
+        const keys = 'keys' in i && Array.isArray(i.keys) ? ` (${i.keys.join(', ')})` : '';
+        return { file: rel, line: lineOf(doc, lc, at), message: `${where}${i.message}${keys}` };
+      }),
+    );
+  const extra = semanticProblems(parsed.data);
+  if (extra.length) throw new LabFileError(extra.map((p) => ({ file: rel, line: lineOf(doc, lc, p.at), message: `${p.at.join('.')}: ${p.message}` })));
+  return parsed.data;
+}
+
+export function loadLab(ref: LabRef): LoadedLab {
+  return { ...ref, spec: parseLab(fs.readFileSync(ref.file, 'utf8'), ref.file) };
+}

@@ -1,0 +1,131 @@
+// `npm run lab <labs…>`: load the labs, build the BPF objects, start one
+// machine for the whole run, run each lab on it, stop the machine. Ctrl-C
+// stops the running step and the VM and leaves nothing behind.
+import fs from 'node:fs';
+import path from 'node:path';
+import ora from 'ora';
+import { $ } from 'zx';
+import type { Backend } from '../vm/backend.ts';
+import { projectRoot } from '../vm/cache.ts';
+import { HostBackend, readHostConfig } from '../vm/host.ts';
+import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel } from '../vm/kernel.ts';
+import { freePort, QemuBackend } from '../vm/qemu.ts';
+import { connectSsh } from '../vm/ssh.ts';
+import { VngBackend } from '../vm/vng.ts';
+import { UserError } from './errors.ts';
+import { runLab, type LabResult } from './executor.ts';
+import { discoverLabs, loadLab, selectLabs } from './labs.ts';
+import { colorWanted } from './style.ts';
+import { TerminalReporter } from './terminal-reporter.ts';
+
+export type BackendName = 'qemu' | 'vng' | 'host';
+
+export interface RunOptions {
+  labs: string[];
+  backend: BackendName;
+  kernel?: string;
+  quiet?: boolean;
+  memoryMb?: number;
+  timeoutScale?: number;
+}
+
+/** Builds the BPF programs and helpers (make rebuilds only what changed). */
+export async function buildBpf(log: (s: string) => void = () => {}): Promise<void> {
+  if (!fs.existsSync(path.join(projectRoot, 'bpf/Makefile'))) return;
+  const r = await $({ cwd: projectRoot })`make -s -C bpf`.nothrow().quiet();
+  if (r.exitCode !== 0) {
+    const missing = /(clang|bpftool|cc|gcc): (command )?not found|No such file or directory.*bpf_helpers\.h/.exec(r.stderr);
+    throw new UserError(
+      `building the BPF programs failed${missing ? ` (${missing[0]})` : ''}`,
+      missing ? 'sudo apt-get install -y clang llvm libbpf-dev gcc make' : 'make -C bpf   (to see the compiler errors)',
+      r.stderr.trim().split('\n').slice(-15).join('\n'),
+    );
+  }
+  if (r.stdout.trim()) log(r.stdout.trim());
+}
+
+export async function makeBackend(o: Pick<RunOptions, 'backend' | 'kernel' | 'memoryMb'>, log: (s: string) => void) {
+  if (o.backend === 'host') return { backend: new HostBackend() as Backend, config: readHostConfig() };
+  const kernel = resolveKernel({ explicit: o.kernel });
+  const config = readConfig(kernel);
+  if (config) {
+    const missing = missingConfig(config, BASE_CONFIG);
+    if (missing.length)
+      throw new UserError(
+        `kernel ${kernel.release} (${kernel.image}) lacks options every lab needs: ${missing.map((m) => `CONFIG_${m}`).join(', ')}`,
+        `use the default kernel: ${FETCH_KERNEL_FIX}`,
+      );
+  }
+  if (o.backend === 'vng') {
+    const backend = new VngBackend({
+      kernel: kernel.image,
+      sshPort: await freePort(),
+      accel: process.env.LAB_ACCEL === 'tcg' ? 'tcg' : 'kvm',
+      memoryMb: o.memoryMb ?? 1024,
+      cpus: 2,
+      projectDir: projectRoot,
+      connectSsh: (c) =>
+        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs' } }),
+    });
+    return { backend: backend as Backend, config, kernel };
+  }
+  return { backend: new QemuBackend({ kernel, memoryMb: o.memoryMb, log }) as Backend, config, kernel };
+}
+
+export async function runLabs(o: RunOptions): Promise<number> {
+  const tty = !!process.stdout.isTTY && !process.env.CI;
+  const reporter = new TerminalReporter({ interactive: tty, color: colorWanted(), quiet: o.quiet });
+  const refs = selectLabs(discoverLabs(), o.labs);
+  const labs = refs.map(loadLab);
+  const controller = new AbortController();
+  let backend: Backend | undefined;
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) {
+      // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
+      process.exit(130);
+    }
+    interrupted = true;
+    reporter.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping the step and the VM (press Ctrl-C again to quit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const results: LabResult[] = [];
+  try {
+    await buildBpf((s) => reporter.notice(s));
+    const made = await makeBackend(o, (s) => reporter.notice(s));
+    backend = made.backend;
+    const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
+    const spin = tty ? ora({ text: `starting ${o.backend} with ${what}…` }).start() : undefined;
+    if (!tty) reporter.notice(`starting ${o.backend} with ${what}…`);
+    const t0 = Date.now();
+    let info;
+    try {
+      info = await backend.start(controller.signal);
+    } finally {
+      spin?.stop();
+    }
+    reporter.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+    const scale = o.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1);
+    for (const [i, lab] of labs.entries()) {
+      if (controller.signal.aborted) break;
+      reporter.labStart(lab, i, labs.length);
+      const r = await runLab(lab, backend, reporter, {
+        kernelRelease: info.kernelRelease,
+        kernelConfig: made.config,
+        signal: controller.signal,
+        timeoutScale: scale,
+      });
+      results.push(r);
+      reporter.labEnd(r);
+    }
+  } finally {
+    await backend?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (labs.length > 1) reporter.summary(results, 'Summary');
+  if (interrupted) return 130;
+  return results.some((r) => r.status === 'failed') ? 1 : 0;
+}

@@ -1,0 +1,127 @@
+// The human reporter: lab text, each step's command and streamed output, and a
+// verdict with expected vs. got on failure. On a TTY an ora spinner shows the
+// running step; in CI logs (no TTY) it prints plain lines only.
+import ora, { type Ora } from 'ora';
+import type { Step } from './lab-schema.ts';
+import type { LoadedLab } from './labs.ts';
+import type { LabResult, Reporter, StepResult } from './executor.ts';
+import { renderMarkdown } from './markdown.ts';
+import { paint, type Paint } from './style.ts';
+
+export interface TerminalReporterOptions {
+  out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Spinners (TTY only). */
+  interactive?: boolean;
+  color?: boolean;
+  /** Skip the lab and step texts. */
+  quiet?: boolean;
+}
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+export class TerminalReporter implements Reporter {
+  private out: NodeJS.WritableStream & { columns?: number };
+  private p: Paint;
+  private spinner?: Ora;
+  private partial = '';
+  private stepLabel = '';
+
+  constructor(private o: TerminalReporterOptions = {}) {
+    this.out = o.out ?? process.stdout;
+    this.p = paint(o.color ?? false);
+  }
+
+  private width() {
+    return Math.min(this.out.columns ?? 80, 100);
+  }
+
+  private write(s: string) {
+    if (this.spinner?.isSpinning) {
+      this.spinner.clear();
+      this.out.write(s);
+      this.spinner.render();
+    } else this.out.write(s);
+  }
+
+  private line(s = '') {
+    this.write(s + '\n');
+  }
+
+  notice(line: string) {
+    this.line(this.p.dim(`» ${line}`));
+  }
+
+  labStart(lab: LoadedLab, index: number, total: number) {
+    const head = `Lab ${String(lab.number).padStart(2, '0')} · ${lab.spec.title}`;
+    this.line();
+    this.line(this.p.bold(`━━ ${head} ${total > 1 ? this.p.dim(`(${index + 1}/${total}) `) : ''}${'━'.repeat(Math.max(3, this.width() - head.length - 12))}`));
+    if (!this.o.quiet && lab.spec.text) {
+      this.line();
+      this.line(renderMarkdown(lab.spec.text, { width: this.width(), color: this.o.color }));
+    }
+  }
+
+  stepStart(_lab: LoadedLab, step: Step, index: number, total: number) {
+    this.stepLabel = `step ${index + 1}/${total}: ${step.title}`;
+    this.line();
+    this.line(this.p.bold(`▶ ${this.stepLabel}`));
+    if (!this.o.quiet && step.text) this.line(renderMarkdown(step.text, { width: this.width(), color: this.o.color, indent: '  ' }));
+    for (const l of step.run.trimEnd().split('\n')) this.line(`  ${this.p.dim('$')} ${this.p.cyan(l)}`);
+    if (step.background) this.line(this.p.dim(`  (runs in the background as "${step.background}")`));
+    this.partial = '';
+    if (this.o.interactive) this.spinner = ora({ text: this.p.dim('running…'), stream: this.out as NodeJS.WriteStream, indent: 2 }).start();
+  }
+
+  stepOutput(chunk: string) {
+    const text = this.partial + chunk;
+    const lines = text.split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const l of lines) this.line(`  ${this.p.dim('│')} ${l}`);
+  }
+
+  stepEnd(_lab: LoadedLab, _step: Step, r: StepResult) {
+    if (this.partial) this.stepOutput('\n');
+    this.spinner?.stop();
+    this.spinner = undefined;
+    if (r.status === 'passed') {
+      this.line(`  ${this.p.green('✔ PASS')} ${this.p.dim(secs(r.durationMs))}`);
+      return;
+    }
+    this.line(`  ${this.p.red('✖ FAIL')} ${this.stepLabel} ${this.p.dim(secs(r.durationMs))}`);
+    if (r.reason) this.line(`    ${r.reason}`);
+    this.line(`    ${this.p.dim('command:')}`);
+    for (const l of r.command.trimEnd().split('\n')) this.line(`      ${l}`);
+    for (const c of r.checks.filter((c) => !c.ok)) {
+      this.line(`    ${this.p.bold(c.name)}`);
+      this.line(`      ${this.p.green('expected:')} ${c.expected.split('\n').join('\n                ')}`);
+      this.line(`      ${this.p.red('got:     ')} ${c.got.split('\n').join('\n                ')}`);
+    }
+    if (r.exec) {
+      const tail = (r.exec.stdout + r.exec.stderr).trimEnd().split('\n').slice(-10);
+      if (tail.join('').trim()) {
+        this.line(`    ${this.p.dim('last lines of output:')}`);
+        for (const l of tail) this.line(`      ${l}`);
+      }
+    }
+  }
+
+  labEnd(r: LabResult) {
+    const passed = r.steps.filter((s) => s.status === 'passed').length;
+    const label = `Lab ${String(r.lab.number).padStart(2, '0')} ${r.lab.spec.title}`;
+    if (r.status === 'skipped') this.line(`\n${this.p.yellow('– SKIP')} ${label}: ${r.reason}`);
+    else if (r.status === 'passed') this.line(`\n${this.p.green('✔ PASS')} ${label}: ${passed}/${r.steps.length} steps ${this.p.dim(secs(r.durationMs))}`);
+    else this.line(`\n${this.p.red('✖ FAIL')} ${label}: ${passed}/${r.steps.length} steps passed${r.reason ? ` (${r.reason})` : ''} ${this.p.dim(secs(r.durationMs))}`);
+  }
+
+  /** The closing table of a run with several labs, and a one-line total. */
+  summary(results: LabResult[], header: string) {
+    this.line();
+    this.line(this.p.bold(header));
+    for (const r of results) {
+      const mark = r.status === 'passed' ? this.p.green('✔') : r.status === 'failed' ? this.p.red('✖') : this.p.yellow('–');
+      this.line(`  ${mark} ${String(r.lab.number).padStart(2, '0')} ${r.lab.id.padEnd(28)} ${r.status.padEnd(8)} ${secs(r.durationMs)}${r.reason ? `  ${r.reason}` : ''}`);
+    }
+    const count = (s: string) => results.filter((r) => r.status === s).length;
+    this.line(`labs: ${count('passed')} passed, ${count('failed')} failed, ${count('skipped')} skipped`);
+  }
+}
