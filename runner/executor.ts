@@ -1,6 +1,8 @@
 // Runs one lab on a backend: check what it needs, clean up leftovers, run each
 // step with its timeout and checks, and always tear down what the lab made.
+import path from 'node:path';
 import type { Backend, ExecResult } from '../vm/backend.ts';
+import { projectRoot } from '../vm/cache.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
 import { shq } from '../vm/step-wrapper.ts';
 import { evaluate, type CheckResult } from './checks.ts';
@@ -54,8 +56,10 @@ const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
 /** Environment every step sees; the names are documented in docs/authoring.md. */
 export function labEnv(lab: LoadedLab, backend: Backend): Record<string, string> {
   const p = backend.paths;
+  // The lab's folder as the guest sees it (labs may live outside labs/, e.g. test fixtures).
+  const rel = path.relative(projectRoot, lab.dir);
   return {
-    LAB: `${p.project}/labs/${lab.id}`,
+    LAB: rel.startsWith('..') ? lab.dir : `${p.project}/${rel}`,
     STATE: `${p.state}/${lab.id}`,
     PIN: `${PIN_ROOT}/${lab.id}`,
     BUILD: p.build,

@@ -23,7 +23,8 @@ export interface LoadedLab extends LabRef {
   spec: LabSpec;
 }
 
-export const labsDir = (root = projectRoot) => path.join(root, 'labs');
+/** The labs folder; LABS_DIR points elsewhere (tests use it for broken fixtures). */
+export const labsDir = () => (process.env.LABS_DIR ? path.resolve(process.env.LABS_DIR) : path.join(projectRoot, 'labs'));
 
 export function discoverLabs(dir = labsDir()): LabRef[] {
   if (!fs.existsSync(dir)) return [];

@@ -1,0 +1,45 @@
+// Runs the real CLI as a child process, the way a learner or CI does.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const root = path.resolve(import.meta.dirname, '../..');
+export const fixtures = path.join(root, 'test/fixtures/labs');
+
+export interface CliRun {
+  child: ChildProcess;
+  /** Resolves with the exit code and all output once the CLI exits. */
+  done: Promise<{ code: number | null; out: string }>;
+  /** Output so far. */
+  output(): string;
+}
+
+export function cli(args: string[], env: Record<string, string> = {}): CliRun {
+  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', ...args], {
+    cwd: root,
+    env: { ...process.env, CI: '1', NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const done = new Promise<{ code: number | null; out: string }>((resolve) => child.once('close', (code) => resolve({ code, out })));
+  return { child, done, output: () => out };
+}
+
+export async function waitForOutput(run: CliRun, text: string, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!run.output().includes(text)) {
+    if (Date.now() > end) throw new Error(`no "${text}" within ${ms} ms; output:\n${run.output()}`);
+    if (run.child.exitCode !== null) throw new Error(`CLI exited before "${text}"; output:\n${run.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Pids of every QEMU on the machine. */
+export function qemuPids(): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', 'qemu-system-x86_64'], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
