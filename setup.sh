@@ -14,7 +14,7 @@ PACKAGES=(
   cpio xz-utils zstd kmod  # packing the initramfs, decompressing and indexing modules
   openssh-server openssh-client  # sshd inside the guest (the host's binary), ssh-keygen
   clang llvm libbpf-dev gcc make libc6-dev linux-libc-dev  # BPF programs and C helpers
-  bpftool iproute2 strace socat util-linux  # what the labs run in the guest
+  bpftool iproute2 strace socat ncat sockperf util-linux  # what the labs run in the guest
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
