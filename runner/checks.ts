@@ -14,9 +14,9 @@ export interface CheckResult {
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
-/** Compiles a lab regex; "/…/flags" form allowed, multi-line by default. */
+/** Compiles a lab regex, multi-line; "/…/i" (flags i, m, s, u) is allowed too, so "/dev/sd" stays a plain pattern. */
 export function compileRegex(src: string): RegExp {
-  const m = /^\/(.*)\/([a-z]*)$/s.exec(src);
+  const m = /^\/(.*)\/([imsu]*)$/s.exec(src);
   return m ? new RegExp(m[1], m[2].includes('m') ? m[2] : m[2] + 'm') : new RegExp(src, 'm');
 }
 
@@ -34,7 +34,7 @@ function checkText(stream: string, text: string, exp: TextExpect): CheckResult[]
   for (const r of list(e.matches)) out.push({ name: `${stream} matches`, ok: compileRegex(r).test(text), expected: `/${r}/`, got: short(text) });
   for (const r of list(e.not_matches))
     out.push({ name: `${stream} does not match`, ok: !compileRegex(r).test(text), expected: `no match for /${r}/`, got: short(text) });
-  if (e.equals !== undefined) out.push({ name: `${stream} equals`, ok: text.trim() === e.equals.trim(), expected: e.equals.trim(), got: short(text) });
+  if (e.equals !== undefined) out.push({ name: `${stream} equals`, ok: text.trim() === e.equals.trim(), expected: e.equals.trim() || '(nothing)', got: short(text) });
   return out;
 }
 

@@ -2,7 +2,7 @@
 // reported as file:line.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { projectRoot } from '../vm/cache.ts';
 import { UserError } from './errors.ts';
 import { compileRegex } from './checks.ts';
@@ -62,6 +62,14 @@ export class LabFileError extends UserError {
   }
 }
 
+/** Line of `key` inside the mapping at `at` (for "unknown key" errors). */
+function keyLine(doc: Document, lc: LineCounter, at: (string | number)[], key: string): number | undefined {
+  const node = at.length ? doc.getIn(at, true) : doc.contents;
+  if (!isMap(node)) return undefined;
+  const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
+  return pair && isScalar(pair.key) && pair.key.range ? lc.linePos(pair.key.range[0]).line : undefined;
+}
+
 function lineOf(doc: Document, lc: LineCounter, at: (string | number)[]): number {
   // Walk up the path until a node with a position is found.
   for (let n = at.length; n >= 0; n--) {
@@ -75,6 +83,7 @@ function lineOf(doc: Document, lc: LineCounter, at: (string | number)[]): number
 function semanticProblems(spec: LabSpec): { at: (string | number)[]; message: string }[] {
   const out: { at: (string | number)[]; message: string }[] = [];
   spec.steps.forEach((step, i) => {
+    if (step.ready && !step.background) out.push({ at: ['steps', i, 'ready'], message: '"ready" needs "background"' });
     const e = step.expect;
     if (!e) return;
     if (e.errno && !isKnownErrno(e.errno)) out.push({ at: ['steps', i, 'expect', 'errno'], message: `unknown errno ${e.errno}` });
@@ -92,7 +101,6 @@ function semanticProblems(spec: LabSpec): { at: (string | number)[]; message: st
         }
       }
     }
-    if (step.ready && !step.background) out.push({ at: ['steps', i, 'ready'], message: '"ready" needs "background"' });
   });
   return out;
 }
@@ -102,15 +110,16 @@ export function parseLab(text: string, file: string): LabSpec {
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const rel = path.relative(process.cwd(), file) || file;
   if (doc.errors.length)
-    throw new LabFileError(doc.errors.map((e) => ({ file: rel, line: e.linePos?.[0]?.line ?? 1, message: e.message.split('\n')[0] })));
+    throw new LabFileError(doc.errors.map((e) => ({ file: rel, line: lc.linePos(e.pos[0]).line, message: e.message.split('\n')[0] })));
   const parsed = Lab.safeParse(doc.toJS());
   if (!parsed.success)
     throw new LabFileError(
       parsed.error.issues.map((i) => {
         const at = i.path.filter((p): p is string | number => typeof p !== 'symbol');
         const where = at.length ? `${at.join('.')}: ` : '';
-        const keys = 'keys' in i && Array.isArray(i.keys) ? ` (${i.keys.join(', ')})` : '';
-        return { file: rel, line: lineOf(doc, lc, at), message: `${where}${i.message}${keys}` };
+        const keys: string[] = 'keys' in i && Array.isArray(i.keys) ? i.keys : [];
+        const line = (keys.length && keyLine(doc, lc, at, keys[0])) || lineOf(doc, lc, at);
+        return { file: rel, line, message: `${where}${i.message}${keys.length ? ` (${keys.join(', ')})` : ''}` };
       }),
     );
   const extra = semanticProblems(parsed.data);

@@ -13,7 +13,8 @@ function inline(tokens: Token[] | undefined, p: Paint): string {
         case 'em':
           return p.italic(inline((t as Tokens.Em).tokens, p));
         case 'codespan':
-          return p.cyan((t as Tokens.Codespan).text.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'"));
+          // Code spans are literal: no entity decoding inside (CommonMark).
+          return p.cyan((t as Tokens.Codespan).text);
         case 'link': {
           const l = t as Tokens.Link;
           const text = inline(l.tokens, p);
@@ -24,7 +25,8 @@ function inline(tokens: Token[] | undefined, p: Paint): string {
         case 'escape':
         case 'text': {
           const tt = t as Tokens.Text;
-          return tt.tokens ? inline(tt.tokens, p) : decode(tt.text);
+          // A single line break in the source is a space: the paragraph is reflowed as a whole.
+          return tt.tokens ? inline(tt.tokens, p) : decode(tt.text).replace(/\n/g, ' ');
         }
         default:
           return decode((t as { raw: string }).raw);
@@ -33,8 +35,11 @@ function inline(tokens: Token[] | undefined, p: Paint): string {
     .join('');
 }
 
+const ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+
+/** Decodes the entities marked may leave in text, each exactly once. */
 function decode(s: string): string {
-  return s.replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'");
+  return s.replace(/&(amp|lt|gt|quot|#39);/g, (m) => ENTITIES[m]);
 }
 
 // eslint-disable-next-line no-control-regex

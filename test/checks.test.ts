@@ -251,7 +251,7 @@ describe('evaluate: failure reports', () => {
   // BUG (runner/checks.ts, checkText, the `equals` line): with `equals: ""`
   // (the step must print nothing) a failing check reports expected: "" —
   // the report shows an empty "expected" instead of e.g. "(nothing)".
-  it.fails('a failing `equals: ""` check says what it expected', () => {
+  it('a failing `equals: ""` check says what it expected', () => {
     const [c] = named(evaluate({ stdout: { equals: '' } }, res({ stdout: 'unexpected\n' })), 'stdout equals');
     expect(c.ok).toBe(false);
     expect(c.expected.trim()).not.toBe('');

@@ -75,7 +75,8 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
   ];
   if (i.bios) args.push('-bios', i.bios);
   for (const [tag, dir] of Object.entries(i.shares)) {
-    args.push('-fsdev', `local,id=fs_${tag},path=${dir},security_model=none,readonly=on,multidevs=remap`);
+    // QEMU option values escape a comma by doubling it.
+    args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none,readonly=on,multidevs=remap`);
     args.push('-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`);
   }
   if (i.sshPort !== undefined) {

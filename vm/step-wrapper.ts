@@ -23,12 +23,13 @@ export function exportsFor(env: Record<string, string> = {}): string {
 export function wrapStep(command: string, id: string, w: StepWrapping, env?: Record<string, string>): string {
   const pidFile = `${w.pidDir}/${id}.pid`;
   // Few processes on purpose: every exec costs ~0.1 s in an emulated guest.
-  const inner = `echo $$ > ${pidFile}; eval "$1"`;
-  return `${exportsFor(env)} exec setsid -w bash -c ${shq(inner)} step ${shq(command)} < /dev/null`;
+  // $0 is "bash" and no positional parameters are left, as with a plain `bash -c`.
+  const inner = `echo $$ 2>/dev/null > ${shq(pidFile)}; c=$1; shift; eval "$c"`;
+  return `${exportsFor(env)} exec setsid -w bash -c ${shq(inner)} bash ${shq(command)} < /dev/null`;
 }
 
 /** Kills the process group of step `id` (TERM, then KILL). */
 export function killStepCommand(id: string, w: StepWrapping): string {
   const pidFile = `${w.pidDir}/${id}.pid`;
-  return `p=$(cat ${pidFile} 2>/dev/null) && { kill -TERM -- -$p; sleep 0.3; kill -KILL -- -$p; } 2>/dev/null; rm -f ${pidFile}; true`;
+  return `p=$(cat ${shq(pidFile)} 2>/dev/null) && { kill -TERM -- -$p; sleep 0.3; kill -KILL -- -$p; } 2>/dev/null; rm -f ${shq(pidFile)}; true`;
 }
