@@ -317,6 +317,18 @@ static int parse_key(const char *cmd, const char *key, struct sock *s, unsigned 
 	return 0;
 }
 
+/*
+ * Inserts fd at key. The value is the socket's fd, as a u64 when the map's
+ * value size is 8 (the kernel reads all 8 bytes) and a u32 when it is 4.
+ */
+static int map_insert(const void *key, int fd)
+{
+	__u64 fd64 = fd;
+	__u32 fd32 = fd;
+
+	return bpf_map_update_elem(map_fd, key, map_value_size == 8 ? (void *)&fd64 : (void *)&fd32, BPF_ANY);
+}
+
 static int need_map(const char *cmd)
 {
 	return map_fd < 0 ? fail(cmd, "no map yet: start with 'use /sys/fs/bpf/…'") : 0;
@@ -397,7 +409,7 @@ static int serve_fds(const char *cmd, const char *path)
 			snprintf(ack, sizeof(ack), "no fd received");
 		} else if (parse_key(cmd, key, NULL, kbuf)) {
 			snprintf(ack, sizeof(ack), "bad key %s", key);
-		} else if (bpf_map_update_elem(map_fd, kbuf, &fd, BPF_ANY)) {
+		} else if (map_insert(kbuf, fd)) {
 			snprintf(ack, sizeof(ack), "insert at %s: %s (%s)", key, strerrorname_np(errno), strerror(errno));
 		} else {
 			getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl);
@@ -500,7 +512,7 @@ static int run_command(char *line)
 
 		if (need_map(cmd) || parse_key(cmd, argv[2], s, key))
 			return -1;
-		if (bpf_map_update_elem(map_fd, key, &s->fd, BPF_ANY))
+		if (map_insert(key, s->fd))
 			return fail_errno(cmd, errno);
 		getsockopt(s->fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl);
 		say(cmd, "ok, cookie %llu", (unsigned long long)cookie);
