@@ -6,7 +6,7 @@ import { projectRoot } from '../vm/cache.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
 import { shq } from '../vm/step-wrapper.ts';
 import { evaluate, type CheckResult } from './checks.ts';
-import type { Step } from './lab-schema.ts';
+import type { LabSpec, Step } from './lab-schema.ts';
 import type { LoadedLab } from './labs.ts';
 
 export type Status = 'passed' | 'failed' | 'skipped';
@@ -68,9 +68,8 @@ export function labEnv(lab: LoadedLab, backend: Backend): Record<string, string>
   };
 }
 
-/** Why this kernel cannot run the lab, or undefined when it can. */
-export function unmetNeeds(lab: LoadedLab, ctx: Pick<RunContext, 'kernelRelease' | 'kernelConfig'>): string | undefined {
-  const needs = lab.spec.needs;
+/** Why this kernel cannot run the lab (or step), or undefined when it can. */
+export function unmetNeeds(needs: LabSpec['needs'], ctx: Pick<RunContext, 'kernelRelease' | 'kernelConfig'>): string | undefined {
   if (!needs) return undefined;
   if (needs.kernel && compareVersions(ctx.kernelRelease, needs.kernel) < 0)
     return `needs kernel ${needs.kernel} or newer; this one is ${ctx.kernelRelease}`;
@@ -120,7 +119,7 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Reporte
   const skipAll = (reason: string): StepResult[] =>
     steps.map((s) => ({ title: s.title, status: 'skipped', command: s.run, checks: [], durationMs: 0, reason }));
 
-  const unmet = unmetNeeds(lab, ctx);
+  const unmet = unmetNeeds(lab.spec.needs, ctx);
   if (unmet) return { lab, status: 'skipped', steps: skipAll(unmet), durationMs: 0, reason: unmet };
 
   const env = labEnv(lab, backend);
@@ -132,6 +131,14 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Reporte
     for (const [i, step] of steps.entries()) {
       if (failed || ctx.signal?.aborted) {
         results.push({ title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason: failed ? 'an earlier step failed' : 'interrupted' });
+        continue;
+      }
+      const stepUnmet = unmetNeeds(step.needs, ctx);
+      if (stepUnmet) {
+        const skipped: StepResult = { title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason: stepUnmet };
+        results.push(skipped);
+        reporter.stepStart(lab, step, i, steps.length);
+        reporter.stepEnd(lab, step, skipped);
         continue;
       }
       reporter.stepStart(lab, step, i, steps.length);

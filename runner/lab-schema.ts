@@ -35,6 +35,15 @@ export const Expect = z
   .strict();
 export type Expect = z.infer<typeof Expect>;
 
+export const Needs = z
+  .object({
+    /** Lowest kernel version the lab works on, e.g. "5.15". */
+    kernel: z.string().regex(/^\d+\.\d+(\.\d+)?$/).optional(),
+    /** Kernel config options (without CONFIG_) that must be y or m. */
+    config: z.array(z.string().regex(/^[A-Z0-9_]+$/)).optional(),
+  })
+  .strict();
+
 export const Step = z
   .object({
     title: z.string().min(1),
@@ -49,18 +58,11 @@ export const Step = z
     background: z.string().regex(/^[a-z0-9_-]+$/).optional(),
     /** With `background`: wait until its output holds this text. */
     ready: z.string().optional(),
+    /** This step alone needs a newer kernel or more options; on a kernel without them it is skipped, not failed. */
+    needs: Needs.optional(),
   })
   .strict();
 export type Step = z.infer<typeof Step>;
-
-export const Needs = z
-  .object({
-    /** Lowest kernel version the lab works on, e.g. "5.15". */
-    kernel: z.string().regex(/^\d+\.\d+(\.\d+)?$/).optional(),
-    /** Kernel config options (without CONFIG_) that must be y or m. */
-    config: z.array(z.string().regex(/^[A-Z0-9_]+$/)).optional(),
-  })
-  .strict();
 
 export const Lab = z
   .object({

@@ -87,6 +87,10 @@ export class TerminalReporter implements Reporter {
       this.line(`  ${this.p.green('✔ PASS')} ${this.p.dim(secs(r.durationMs))}`);
       return;
     }
+    if (r.status === 'skipped') {
+      this.line(`  ${this.p.yellow('– SKIP')} ${r.reason ?? ''}`);
+      return;
+    }
     this.line(`  ${this.p.red('✖ FAIL')} ${this.stepLabel} ${this.p.dim(secs(r.durationMs))}`);
     if (r.reason) this.line(`    ${r.reason}`);
     this.line(`    ${this.p.dim('command:')}`);
