@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
+import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
 import { discoverLabs, loadLab } from './labs.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
@@ -93,6 +94,21 @@ kernels
   .action(async (pkg: string) => {
     const k = await fetchDebianKernel(pkg, (s) => console.log(s));
     console.log(`kernel ${k.release} ready: ${k.image}`);
+  });
+
+program
+  .command('doctor')
+  .description('check everything the labs need, with the exact fix for each miss')
+  .option('-k, --kernel <path>', 'check this guest kernel instead of the default one')
+  .addHelpText('after', '\nExit status: 0 when nothing is missing (warnings allowed), 1 otherwise.')
+  .action(async (o) => {
+    const out = paint(colorWanted());
+    const checks = await allChecks(o.kernel);
+    console.log(formatChecks(checks, out));
+    const failed = checks.filter((c) => c.level === 'fail').length;
+    const warned = checks.filter((c) => c.level === 'warn').length;
+    console.log(`\n${checks.length - failed - warned} ok, ${warned} warning${warned === 1 ? '' : 's'}, ${failed} missing`);
+    process.exitCode = failed ? 1 : 0;
   });
 
 program.parseAsync(process.argv).catch(fail);

@@ -15,7 +15,8 @@ import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
 import { runLab, type LabResult } from './executor.ts';
 import { discoverLabs, loadLab, selectLabs } from './labs.ts';
-import { colorWanted } from './style.ts';
+import { colorWanted, paint } from './style.ts';
+import { requirePassing, vmChecks } from './doctor.ts';
 import { TerminalReporter } from './terminal-reporter.ts';
 
 export type BackendName = 'qemu' | 'vng' | 'host';
@@ -93,6 +94,8 @@ export async function runLabs(o: RunOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   const results: LabResult[] = [];
   try {
+    // The same checks as `npm run doctor`: a miss stops here, with its fix, before anything boots.
+    if (o.backend !== 'host') requirePassing(await vmChecks(o.kernel), paint(colorWanted(process.stderr)));
     await buildBpf((s) => reporter.notice(s));
     const made = await makeBackend(o, (s) => reporter.notice(s));
     backend = made.backend;

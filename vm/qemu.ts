@@ -200,7 +200,7 @@ export class QemuBackend implements Backend {
   private bootError(e: Error, consoleLog: string): UserError {
     return new UserError(
       `the VM did not boot: ${e.message}`,
-      `read the console log: ${path.relative(process.cwd(), consoleLog) || consoleLog}; check the kernel with: npm run doctor`,
+      `read the console log: ${path.relative(process.cwd(), consoleLog) || consoleLog}; check the set-up with: npm run doctor`,
       this.qemu?.tail(15),
     );
   }
