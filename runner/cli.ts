@@ -5,6 +5,7 @@ import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
+import { validateLabs } from './validate.ts';
 import { discoverLabs, loadLab } from './labs.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
@@ -28,7 +29,7 @@ const program = new Command('sockmap-labs')
 program
   .command('lab')
   .description('run labs in a throw-away VM (or "list" them)')
-  .argument('[labs...]', 'lab numbers, names or "all"; "list" shows the labs')
+  .argument('[labs...]', 'lab numbers, names or "all"; "list" shows the labs; "validate" checks every lab file')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image (default: LAB_KERNEL, the cached kernel, then /boot)')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
@@ -41,6 +42,7 @@ Examples:
   npm run lab 1                  run lab 01 in a fresh VM
   npm run lab all                run every lab in one VM
   npm run lab list               list the labs
+  npm run lab validate           check every lab file (file:line for each problem)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
@@ -49,6 +51,13 @@ Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR.
 Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
   )
   .action(async (labs: string[], o) => {
+    if (labs[0] === 'validate') {
+      const { labs: n, problems } = validateLabs();
+      for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
+      console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
+      process.exitCode = problems.length ? 1 : 0;
+      return;
+    }
     if (labs[0] === 'list') {
       for (const ref of discoverLabs()) {
         const lab = loadLab(ref);
