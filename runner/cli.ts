@@ -31,7 +31,9 @@ program
   .description('run labs in a throw-away VM (or "list" them)')
   .argument('[labs...]', 'lab numbers, names or "all"; "list" shows the labs; "validate" checks every lab file')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
-  .option('-k, --kernel <path>', 'guest kernel image (default: LAB_KERNEL, the cached kernel, then /boot)')
+  .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-o, --output <file>', 'file for the one junit or json reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
   .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
   .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
@@ -45,6 +47,8 @@ Examples:
   npm run lab validate           check every lab file (file:line for each problem)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
+  npm run lab all -- --kernel A --kernel B        every lab on two kernels, then a lab × kernel table
+  npm run lab all -- --reporter junit --output results.xml
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
 Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR.
@@ -70,7 +74,9 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
     process.exitCode = await runLabs({
       labs,
       backend: o.backend as BackendName,
-      kernel: o.kernel,
+      kernels: o.kernel,
+      reporters: o.reporter,
+      output: o.output,
       quiet: o.quiet,
       memoryMb: o.memory,
       timeoutScale: o.timeoutScale,

@@ -23,21 +23,61 @@ export interface StepResult {
   reason?: string;
 }
 
+/** The machine a lab ran on. */
+export interface MachineInfo {
+  backend: string;
+  kernelRelease: string;
+  accel: string;
+}
+
 export interface LabResult {
   lab: LoadedLab;
   status: Status;
   steps: StepResult[];
   durationMs: number;
   reason?: string;
+  machine?: MachineInfo;
+  startedAt?: Date;
 }
 
+/** What a reporter hears about a run; every event is optional. */
 export interface Reporter {
-  notice(line: string): void;
-  labStart(lab: LoadedLab, index: number, total: number): void;
-  stepStart(lab: LoadedLab, step: Step, index: number, total: number): void;
-  stepOutput(chunk: string, stream: 'stdout' | 'stderr'): void;
-  stepEnd(lab: LoadedLab, step: Step, result: StepResult): void;
-  labEnd(result: LabResult): void;
+  notice?(line: string): void;
+  /** A machine is ready; the labs that follow run on it. */
+  machineStart?(info: MachineInfo): void;
+  labStart?(lab: LoadedLab, index: number, total: number): void;
+  stepStart?(lab: LoadedLab, step: Step, index: number, total: number): void;
+  stepOutput?(chunk: string, stream: 'stdout' | 'stderr'): void;
+  stepEnd?(lab: LoadedLab, step: Step, result: StepResult): void;
+  labEnd?(result: LabResult): void;
+  /** The run is over (also after Ctrl-C): write files, print summaries. */
+  runEnd?(results: LabResult[]): void | Promise<void>;
+}
+
+/** Sends every event to each reporter in turn. */
+export function fanOut(reporters: Reporter[]): Required<Reporter> {
+  const each =
+    <K extends keyof Reporter>(k: K) =>
+    (...args: Parameters<Required<Reporter>[K]>) => {
+      const out: unknown[] = [];
+      for (const r of reporters) {
+        const f = r[k] as ((...a: unknown[]) => unknown) | undefined;
+        if (f) out.push(f.apply(r, args));
+      }
+      return out;
+    };
+  return {
+    notice: each('notice'),
+    machineStart: each('machineStart'),
+    labStart: each('labStart'),
+    stepStart: each('stepStart'),
+    stepOutput: each('stepOutput'),
+    stepEnd: each('stepEnd'),
+    labEnd: each('labEnd'),
+    runEnd: async (results) => {
+      await Promise.all(each('runEnd')(results));
+    },
+  };
 }
 
 export interface RunContext {
@@ -113,14 +153,15 @@ function teardownCommand(lab: LoadedLab): string {
     .join('\n');
 }
 
-export async function runLab(lab: LoadedLab, backend: Backend, reporter: Reporter, ctx: RunContext): Promise<LabResult> {
+export async function runLab(lab: LoadedLab, backend: Backend, reporter: Required<Reporter>, ctx: RunContext): Promise<LabResult> {
   const started = Date.now();
+  const startedAt = new Date(started);
   const steps = lab.spec.steps;
   const skipAll = (reason: string): StepResult[] =>
     steps.map((s) => ({ title: s.title, status: 'skipped', command: s.run, checks: [], durationMs: 0, reason }));
 
   const unmet = unmetNeeds(lab.spec.needs, ctx);
-  if (unmet) return { lab, status: 'skipped', steps: skipAll(unmet), durationMs: 0, reason: unmet };
+  if (unmet) return { lab, status: 'skipped', steps: skipAll(unmet), durationMs: 0, reason: unmet, startedAt };
 
   const env = labEnv(lab, backend);
   const results: StepResult[] = [];
@@ -169,5 +210,5 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Reporte
     await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000 }).catch(() => {});
   }
   const status: Status = failed || ctx.signal?.aborted ? 'failed' : 'passed';
-  return { lab, status, steps: results, durationMs: Date.now() - started, reason: ctx.signal?.aborted ? 'interrupted' : undefined };
+  return { lab, status, steps: results, durationMs: Date.now() - started, reason: ctx.signal?.aborted ? 'interrupted' : undefined, startedAt };
 }

@@ -21,6 +21,8 @@ export interface LabRef {
 
 export interface LoadedLab extends LabRef {
   spec: LabSpec;
+  /** Line in lab.yaml where each step starts (for CI annotations). */
+  stepLines?: number[];
 }
 
 /** The labs folder; LABS_DIR points elsewhere (tests use it for broken fixtures). */
@@ -128,5 +130,9 @@ export function parseLab(text: string, file: string): LabSpec {
 }
 
 export function loadLab(ref: LabRef): LoadedLab {
-  return { ...ref, spec: parseLab(fs.readFileSync(ref.file, 'utf8'), ref.file) };
+  const text = fs.readFileSync(ref.file, 'utf8');
+  const spec = parseLab(text, ref.file);
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc });
+  return { ...ref, spec, stepLines: spec.steps.map((_, i) => lineOf(doc, lc, ['steps', i])) };
 }

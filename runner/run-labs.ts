@@ -13,18 +13,25 @@ import { freePort, QemuBackend } from '../vm/qemu.ts';
 import { connectSsh } from '../vm/ssh.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
-import { runLab, type LabResult } from './executor.ts';
+import { fanOut, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
+import { GithubAnnotationsReporter } from './reporters/github.ts';
+import { MarkdownSummaryReporter } from './reporters/markdown.ts';
+import { JsonLinesReporter } from './reporters/json.ts';
+import { JUnitReporter } from './reporters/junit.ts';
 import { discoverLabs, loadLab, selectLabs } from './labs.ts';
 import { colorWanted, paint } from './style.ts';
 import { requirePassing, vmChecks } from './doctor.ts';
-import { TerminalReporter } from './terminal-reporter.ts';
+import { TerminalReporter } from './reporters/terminal.ts';
 
 export type BackendName = 'qemu' | 'vng' | 'host';
 
 export interface RunOptions {
   labs: string[];
   backend: BackendName;
-  kernel?: string;
+  /** Guest kernels: the labs run on each, one VM per kernel. */
+  kernels?: string[];
+  reporters?: string[];
+  output?: string;
   quiet?: boolean;
   memoryMb?: number;
   timeoutScale?: number;
@@ -45,7 +52,7 @@ export async function buildBpf(log: (s: string) => void = () => {}): Promise<voi
   if (r.stdout.trim()) log(r.stdout.trim());
 }
 
-export async function makeBackend(o: Pick<RunOptions, 'backend' | 'kernel' | 'memoryMb'>, log: (s: string) => void) {
+export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb'> & { kernel?: string }, log: (s: string) => void) {
   if (o.backend === 'host') return { backend: new HostBackend() as Backend, config: readHostConfig() };
   const kernel = resolveKernel({ explicit: o.kernel });
   const config = readConfig(kernel);
@@ -73,11 +80,54 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'kernel' | 'me
   return { backend: new QemuBackend({ kernel, memoryMb: o.memoryMb, log }) as Backend, config, kernel };
 }
 
+/** A reporter named on the command line: human, junit[=FILE], json[=FILE], markdown[=FILE], github. */
+export interface ReporterSpec {
+  name: (typeof REPORTERS)[number];
+  file?: string;
+}
+const REPORTERS = ['human', 'junit', 'json', 'markdown', 'github'] as const;
+const DEFAULT_FILES: Record<string, string> = { junit: 'results.xml', json: 'results.jsonl', markdown: 'summary.md' };
+
+export function parseReporterSpecs(specs: string[], output?: string): ReporterSpec[] {
+  const out: ReporterSpec[] = [];
+  for (const spec of specs.length ? specs : ['human']) {
+    const [name, file] = spec.split('=', 2);
+    const known = REPORTERS.find((r) => r === name);
+    if (!known) throw new UserError(`unknown reporter "${name}": use ${REPORTERS.join(', ')} (e.g. --reporter junit=results.xml)`, 'npm run lab -- --help');
+    out.push({ name: known, file });
+  }
+  const files = out.filter((r) => r.name in DEFAULT_FILES);
+  if (output) {
+    if (files.length !== 1) throw new UserError('--output names the file of one junit, json or markdown reporter; with several, give each its own: --reporter junit=a.xml --reporter json=b.jsonl');
+    files[0].file = output;
+  }
+  for (const r of files) r.file ??= DEFAULT_FILES[r.name];
+  // The human reporter always runs: it is how Ctrl-C, notices and failures reach the terminal.
+  if (!out.some((r) => r.name === 'human')) out.unshift({ name: 'human' });
+  return out;
+}
+
 export async function runLabs(o: RunOptions): Promise<number> {
   const tty = !!process.stdout.isTTY && !process.env.CI;
-  const reporter = new TerminalReporter({ interactive: tty, color: colorWanted(), quiet: o.quiet });
   const refs = selectLabs(discoverLabs(), o.labs);
   const labs = refs.map(loadLab);
+  const terminal = new TerminalReporter({ interactive: tty, color: colorWanted(), quiet: o.quiet });
+  const reporter = fanOut(
+    parseReporterSpecs(o.reporters ?? [], o.output).map((r): Reporter => {
+      switch (r.name) {
+        case 'junit':
+          return new JUnitReporter(r.file!);
+        case 'json':
+          return new JsonLinesReporter(r.file!);
+        case 'markdown':
+          return new MarkdownSummaryReporter(r.file!);
+        case 'github':
+          return new GithubAnnotationsReporter();
+        default:
+          return terminal;
+      }
+    }),
+  );
   const controller = new AbortController();
   let backend: Backend | undefined;
   let interrupted = false;
@@ -93,42 +143,52 @@ export async function runLabs(o: RunOptions): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const results: LabResult[] = [];
+  // One machine per kernel (one, the default, when none is named), all labs on each.
+  const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
   try {
-    // The same checks as `npm run doctor`: a miss stops here, with its fix, before anything boots.
-    if (o.backend !== 'host') requirePassing(await vmChecks(o.kernel), paint(colorWanted(process.stderr)));
+    // The same checks as `npm run doctor`: a miss stops here, with its fix, before anything is built or booted.
+    if (o.backend !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
     await buildBpf((s) => reporter.notice(s));
-    const made = await makeBackend(o, (s) => reporter.notice(s));
-    backend = made.backend;
-    const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
-    const spin = tty ? ora({ text: `starting ${o.backend} with ${what}…` }).start() : undefined;
-    if (!tty) reporter.notice(`starting ${o.backend} with ${what}…`);
-    const t0 = Date.now();
-    let info;
-    try {
-      info = await backend.start(controller.signal);
-    } finally {
-      spin?.stop();
-    }
-    reporter.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
-    const scale = o.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1);
-    for (const [i, lab] of labs.entries()) {
+    for (const kernelPath of kernels) {
       if (controller.signal.aborted) break;
-      reporter.labStart(lab, i, labs.length);
-      const r = await runLab(lab, backend, reporter, {
-        kernelRelease: info.kernelRelease,
-        kernelConfig: made.config,
-        signal: controller.signal,
-        timeoutScale: scale,
-      });
-      results.push(r);
-      reporter.labEnd(r);
+      const made = await makeBackend({ ...o, kernel: kernelPath }, (s) => reporter.notice(s));
+      backend = made.backend;
+      const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
+      const spin = tty ? ora({ text: `starting ${o.backend} with ${what}…` }).start() : undefined;
+      if (!tty) reporter.notice(`starting ${o.backend} with ${what}…`);
+      const t0 = Date.now();
+      let info;
+      try {
+        info = await backend.start(controller.signal);
+      } finally {
+        spin?.stop();
+      }
+      reporter.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+      const machine: MachineInfo = { backend: info.backend, kernelRelease: info.kernelRelease, accel: info.accel };
+      reporter.machineStart(machine);
+      const scale = o.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1);
+      for (const [i, lab] of labs.entries()) {
+        if (controller.signal.aborted) break;
+        reporter.labStart(lab, i, labs.length);
+        const r = await runLab(lab, backend, reporter, {
+          kernelRelease: info.kernelRelease,
+          kernelConfig: made.config,
+          signal: controller.signal,
+          timeoutScale: scale,
+        });
+        r.machine = machine;
+        results.push(r);
+        reporter.labEnd(r);
+      }
+      await backend.stop();
+      backend = undefined;
     }
   } finally {
     await backend?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    await reporter.runEnd(results);
   }
-  if (labs.length > 1) reporter.summary(results, 'Summary');
   if (interrupted) return 130;
   return results.some((r) => r.status === 'failed') ? 1 : 0;
 }

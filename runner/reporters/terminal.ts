@@ -2,11 +2,11 @@
 // verdict with expected vs. got on failure. On a TTY an ora spinner shows the
 // running step; in CI logs (no TTY) it prints plain lines only.
 import ora, { type Ora } from 'ora';
-import type { Step } from './lab-schema.ts';
-import type { LoadedLab } from './labs.ts';
-import type { LabResult, Reporter, StepResult } from './executor.ts';
-import { renderMarkdown } from './markdown.ts';
-import { paint, type Paint } from './style.ts';
+import type { Step } from '../lab-schema.ts';
+import type { LoadedLab } from '../labs.ts';
+import type { LabResult, Reporter, StepResult } from '../executor.ts';
+import { renderMarkdown } from '../markdown.ts';
+import { paint, type Paint } from '../style.ts';
 
 export interface TerminalReporterOptions {
   out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -117,15 +117,44 @@ export class TerminalReporter implements Reporter {
     else this.line(`\n${this.p.red('✖ FAIL')} ${label}: ${passed}/${r.steps.length} steps passed${r.reason ? ` (${r.reason})` : ''} ${this.p.dim(secs(r.durationMs))}`);
   }
 
-  /** The closing table of a run with several labs, and a one-line total. */
-  summary(results: LabResult[], header: string) {
+  machineStart() {}
+
+  /** The closing table: labs × kernels when several kernels ran, else one row per lab. */
+  runEnd(results: LabResult[]) {
+    if (results.length < 2) return;
+    const kernels = [...new Set(results.map((r) => r.machine?.kernelRelease ?? '?'))];
     this.line();
-    this.line(this.p.bold(header));
-    for (const r of results) {
-      const mark = r.status === 'passed' ? this.p.green('✔') : r.status === 'failed' ? this.p.red('✖') : this.p.yellow('–');
-      this.line(`  ${mark} ${String(r.lab.number).padStart(2, '0')} ${r.lab.id.padEnd(28)} ${r.status.padEnd(8)} ${secs(r.durationMs)}${r.reason ? `  ${r.reason}` : ''}`);
+    if (kernels.length > 1) {
+      this.line(this.p.bold('Summary: labs × kernels'));
+      this.line(kernelMatrix(results, kernels, this.p));
+    } else {
+      this.line(this.p.bold('Summary'));
+      for (const r of results) {
+        const mark = r.status === 'passed' ? this.p.green('✔') : r.status === 'failed' ? this.p.red('✖') : this.p.yellow('–');
+        this.line(`  ${mark} ${String(r.lab.number).padStart(2, '0')} ${r.lab.id.padEnd(28)} ${r.status.padEnd(8)} ${secs(r.durationMs)}${r.reason ? `  ${r.reason}` : ''}`);
+      }
     }
     const count = (s: string) => results.filter((r) => r.status === s).length;
     this.line(`labs: ${count('passed')} passed, ${count('failed')} failed, ${count('skipped')} skipped`);
   }
+}
+
+/** A lab × kernel table of verdicts, skip reasons listed below it. */
+export function kernelMatrix(results: LabResult[], kernels: string[], p: Paint): string {
+  const labs = [...new Map(results.map((r) => [r.lab.id, r.lab])).values()];
+  const cell = (r?: LabResult) => (!r ? '' : r.status === 'passed' ? '✔ pass' : r.status === 'failed' ? '✖ FAIL' : '– skip');
+  const color = (s: string) => (s.startsWith('✔') ? p.green(s) : s.startsWith('✖') ? p.red(s) : s ? p.yellow(s) : s);
+  const width = Math.max(...kernels.map((k) => k.length), 6);
+  const lines = [`  ${'lab'.padEnd(28)} ${kernels.map((k) => k.padEnd(width)).join('  ')}`];
+  const notes: string[] = [];
+  for (const lab of labs) {
+    const cells = kernels.map((k) => {
+      const r = results.find((x) => x.lab.id === lab.id && (x.machine?.kernelRelease ?? '?') === k);
+      if (r?.status === 'skipped' && r.reason) notes.push(`  ${lab.id} on ${k}: ${r.reason}`);
+      else for (const s of r?.steps ?? []) if (s.status === 'skipped' && s.reason && s.reason !== 'an earlier step failed') notes.push(`  ${lab.id} on ${k}, "${s.title}" skipped: ${s.reason}`);
+      return color(cell(r).padEnd(width));
+    });
+    lines.push(`  ${lab.id.padEnd(28)} ${cells.join('  ')}`);
+  }
+  return [...lines, ...(notes.length ? ['', ...notes] : [])].join('\n');
 }

