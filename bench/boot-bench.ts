@@ -13,7 +13,7 @@ import { resolveKernel } from '../vm/kernel.ts';
 import { buildQemuArgs, QBOOT } from '../vm/qemu-args.ts';
 import { QemuProcess } from '../vm/qemu-process.ts';
 import { QemuBackend } from '../vm/qemu.ts';
-import { runLab, type Reporter } from '../runner/executor.ts';
+import { fanOut, runLab } from '../runner/executor.ts';
 import { discoverLabs, loadLab } from '../runner/labs.ts';
 import { buildBpf } from '../runner/run-labs.ts';
 import fs from 'node:fs';
@@ -55,7 +55,7 @@ const cold: number[] = [];
 const steps: number[] = [];
 let labMs = 0;
 await buildBpf();
-const quiet: Reporter = { notice() {}, labStart() {}, stepStart() {}, stepOutput() {}, stepEnd() {}, labEnd() {} };
+const quiet = fanOut([]);
 for (let i = 0; i < runs; i++) {
   const b = new QemuBackend({ kernel, accel });
   const t = Date.now();
