@@ -6,6 +6,7 @@ import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
 import { validateLabs } from './validate.ts';
+import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
 import { discoverLabs, loadLab } from './labs.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
@@ -35,6 +36,7 @@ program
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit or json reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
+  .option('--no-warm', 'boot a fresh VM even when a warm one is up')
   .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
   .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
   .addHelpText(
@@ -78,6 +80,7 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
       reporters: o.reporter,
       output: o.output,
       quiet: o.quiet,
+      warm: o.warm,
       memoryMb: o.memory,
       timeoutScale: o.timeoutScale,
     });
@@ -109,6 +112,44 @@ kernels
   .action(async (pkg: string) => {
     const k = await fetchDebianKernel(pkg, (s) => console.log(s));
     console.log(`kernel ${k.release} ready: ${k.image}`);
+  });
+
+const vm = program.command('vm').description('a warm VM that stays up between runs: up, down, status, exec');
+vm.command('up')
+  .description('boot a VM that stays up; lab runs then attach to it instead of booting')
+  .option('-k, --kernel <path>', 'guest kernel image')
+  .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
+  .action(async (o) => {
+    const s = await vmUp({ kernel: o.kernel, memoryMb: o.memory });
+    console.log(describeState(s));
+  });
+vm.command('down')
+  .description('stop the warm VM and remove its keys and state')
+  .action(async () => {
+    const s = await stopWarm();
+    console.log(s ? `stopped the warm VM (qemu pid ${s.pid})` : 'no warm VM was up');
+  });
+vm.command('status', { isDefault: true })
+  .description('is a warm VM up, and how to reach it')
+  .action(() => {
+    const s = readState();
+    console.log(s ? describeState(s) : 'no warm VM is up (start one with: npm run vm -- up)');
+    process.exitCode = s ? 0 : 3;
+  });
+vm.command('exec')
+  .description('run one command in the warm VM, as root')
+  .argument('<command...>', 'the command (put -- before it)')
+  .addHelpText('after', '\nExample:\n  npm run vm -- exec -- bpftool map list')
+  .action(async (words: string[]) => {
+    process.exitCode = await vmExec(words.join(' '));
+  });
+
+program
+  .command('shell')
+  .description('an interactive root shell in the warm VM (try bpftool by hand)')
+  .addHelpText('after', '\nStart the VM first: npm run vm -- up. Leave the shell with exit or Ctrl-D.')
+  .action(async () => {
+    process.exitCode = await vmShell();
   });
 
 program

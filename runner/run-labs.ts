@@ -11,6 +11,7 @@ import { HostBackend, readHostConfig } from '../vm/host.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel } from '../vm/kernel.ts';
 import { freePort, QemuBackend } from '../vm/qemu.ts';
 import { connectSsh } from '../vm/ssh.ts';
+import { AttachedBackend, readState, tryLock } from '../vm/warm.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
 import { fanOut, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
@@ -32,6 +33,8 @@ export interface RunOptions {
   kernels?: string[];
   reporters?: string[];
   output?: string;
+  /** false: never attach to the warm VM. */
+  warm?: boolean;
   quiet?: boolean;
   memoryMb?: number;
   timeoutScale?: number;
@@ -52,7 +55,7 @@ export async function buildBpf(log: (s: string) => void = () => {}): Promise<voi
   if (r.stdout.trim()) log(r.stdout.trim());
 }
 
-export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb'> & { kernel?: string }, log: (s: string) => void) {
+export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | 'warm'> & { kernel?: string }, log: (s: string) => void) {
   if (o.backend === 'host') return { backend: new HostBackend() as Backend, config: readHostConfig() };
   const kernel = resolveKernel({ explicit: o.kernel });
   const config = readConfig(kernel);
@@ -76,6 +79,15 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb'> & 
         connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs' } }),
     });
     return { backend: backend as Backend, config, kernel };
+  }
+  // A warm VM on the same kernel and checkout: attach instead of booting, unless another run uses it.
+  const warm = o.warm === false ? undefined : readState();
+  if (warm && warm.kernelImage === kernel.image && warm.projectRoot === projectRoot) {
+    if (tryLock()) {
+      log(`using the warm VM (qemu pid ${warm.pid}); stop it with: npm run vm -- down`);
+      return { backend: new AttachedBackend(warm) as Backend, config, kernel };
+    }
+    log('the warm VM is busy with another run: booting a throw-away VM for this one');
   }
   return { backend: new QemuBackend({ kernel, memoryMb: o.memoryMb, log }) as Backend, config, kernel };
 }

@@ -23,7 +23,12 @@ export interface QemuArgsInput {
   append?: string[];
   /** Firmware; qboot boots a -kernel much faster than SeaBIOS. */
   bios?: string;
+  /** Names the VM in `ps` (and lets tests find the QEMUs a run started). */
+  name?: string;
 }
+
+/** The VM name: LAB_RUN_TAG tells apart the VMs of one test run. */
+export const vmName = (env = process.env) => `sockmap-labs${env.LAB_RUN_TAG ? `-${env.LAB_RUN_TAG}` : ''}`;
 
 export const QBOOT = '/usr/share/qemu/qboot.rom';
 
@@ -74,6 +79,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     'chardev:console',
   ];
   if (i.bios) args.push('-bios', i.bios);
+  if (i.name) args.push('-name', i.name.replace(/,/g, ',,'));
   for (const [tag, dir] of Object.entries(i.shares)) {
     // QEMU option values escape a comma by doubling it.
     args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none,readonly=on,multidevs=remap`);

@@ -1,4 +1,4 @@
-// One running QEMU: its serial console copied to a log file and scanned for
+// One running QEMU: its serial console written to a log file and scanned for
 // the markers our guest init prints, and a stop() that leaves nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,40 +27,61 @@ export function stripControl(s: string): string {
   return s.replace(/\x1b(\[[0-9;?]*[A-Za-z]|[a-zA-Z])/g, '').replace(/\r/g, '');
 }
 
+export interface QemuProcessOptions {
+  /** Outlive this process (a warm VM): not killed when the runner exits. */
+  persistent?: boolean;
+}
+
 export class QemuProcess {
   readonly child: ChildProcess;
   private console = '';
+  private readOffset = 0;
   private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitInfo?: { code: number | null; signal: NodeJS.Signals | null };
-  private waiters: Array<() => void> = [];
 
-  constructor(args: string[], readonly logPath: string) {
+  constructor(
+    args: string[],
+    readonly logPath: string,
+    opts: QemuProcessOptions = {},
+  ) {
+    // QEMU writes its console (and its own errors) straight into the log file,
+    // so a warm VM keeps working after the runner that started it exits.
     const log = fs.openSync(logPath, 'w', 0o600);
     // Own process group: the terminal's Ctrl-C reaches us, not QEMU; we stop it in order.
-    this.child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    live.add(this.child);
-    const onData = (d: Buffer) => {
-      fs.writeSync(log, d);
-      this.console += d.toString('latin1');
-      if (this.console.length > 1 << 20) this.console = this.console.slice(-(1 << 19));
-      for (const w of this.waiters) w();
-    };
-    this.child.stdout!.on('data', onData);
-    this.child.stderr!.on('data', onData);
+    this.child = spawn(QEMU_BINARY, args, { stdio: ['ignore', log, log], detached: true });
+    fs.closeSync(log);
+    if (opts.persistent) this.child.unref();
+    else live.add(this.child);
     this.exited = new Promise((resolve) => {
       const done = (code: number | null, signal: NodeJS.Signals | null) => {
         live.delete(this.child);
-        this.exitInfo = { code, signal };
-        fs.closeSync(log);
-        for (const w of this.waiters) w();
+        this.exitInfo ??= { code, signal };
         resolve(this.exitInfo);
       };
-      this.child.once('exit', (code, signal) => {
-        // Let the pipes drain into the log before closing it.
-        setImmediate(() => done(code, signal));
-      });
+      this.child.once('exit', done);
       this.child.once('error', () => done(127, null));
     });
+  }
+
+  /** Reads what QEMU appended to the log since the last look. */
+  private refresh() {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.logPath, 'r');
+    } catch {
+      return;
+    }
+    try {
+      const buf = Buffer.alloc(64 * 1024);
+      let n: number;
+      while ((n = fs.readSync(fd, buf, 0, buf.length, this.readOffset)) > 0) {
+        this.console += buf.toString('latin1', 0, n);
+        this.readOffset += n;
+      }
+      if (this.console.length > 1 << 20) this.console = this.console.slice(-(1 << 19));
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   get running(): boolean {
@@ -72,18 +93,20 @@ export class QemuProcess {
   }
 
   get output(): string {
+    this.refresh();
     return this.console;
   }
 
   /** The last lines of the console, for error messages. */
   tail(lines = 20): string {
-    return stripControl(this.console).trimEnd().split('\n').slice(-lines).join('\n');
+    return stripControl(this.output).trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   /** The first fatal line seen on the console, if any. */
   fatal(): string | undefined {
+    const text = this.output;
     for (const re of FATAL) {
-      const m = re.exec(this.console);
+      const m = re.exec(text);
       if (m) return m[0].trim();
     }
     return undefined;
@@ -96,26 +119,20 @@ export class QemuProcess {
    */
   waitFor(marker: string, ms: number, signal?: AbortSignal): Promise<'marker' | 'exit' | 'fatal' | 'timeout' | 'aborted'> {
     return new Promise((resolve) => {
-      let finished = false;
+      const end = Date.now() + ms;
       const check = () => {
-        if (finished) return;
-        let r: 'marker' | 'exit' | 'fatal' | 'aborted' | undefined;
-        if (this.console.includes(marker)) r = 'marker';
+        let r: 'marker' | 'exit' | 'fatal' | 'timeout' | 'aborted' | undefined;
+        if (this.output.includes(marker)) r = 'marker';
         else if (this.fatal()) r = 'fatal';
         else if (this.exitInfo) r = 'exit';
         else if (signal?.aborted) r = 'aborted';
-        if (r) finish(r);
-      };
-      const finish = (r: 'marker' | 'exit' | 'fatal' | 'timeout' | 'aborted') => {
-        finished = true;
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-        signal?.removeEventListener('abort', check);
+        else if (Date.now() > end) r = 'timeout';
+        if (!r) return false;
+        clearInterval(timer);
         resolve(r);
+        return true;
       };
-      const timer = setTimeout(() => finish('timeout'), ms);
-      this.waiters.push(check);
-      signal?.addEventListener('abort', check);
+      const timer = setInterval(check, 50);
       check();
     });
   }

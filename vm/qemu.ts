@@ -14,7 +14,7 @@ import { chooseAccel, type AccelRequest } from './accel.ts';
 import { projectRoot } from './cache.ts';
 import { ensureInitramfs } from './initramfs.ts';
 import type { Kernel } from './kernel.ts';
-import { buildQemuArgs, QBOOT, type Accel } from './qemu-args.ts';
+import { buildQemuArgs, QBOOT, vmName, type Accel } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
 import { QEMU_TOOLS, requireTools } from './tools.ts';
@@ -38,6 +38,21 @@ export interface QemuOptions {
   log?: (line: string) => void;
   /** Where to keep the console log after the VM is gone. */
   logDir?: string;
+  /** A warm VM: QEMU outlives this process; detach() leaves it running. */
+  persistent?: boolean;
+}
+
+/** What it takes to reach a running VM again from another process. */
+export interface VmHandle {
+  pid: number;
+  port: number;
+  clientKey: string;
+  hostPublicKey: string;
+  vmDir: string;
+  consoleLog: string;
+  kernelImage: string;
+  kernelRelease: string;
+  accel: Accel;
 }
 
 export function sshdConfig(): string {
@@ -90,6 +105,8 @@ export class QemuBackend implements Backend {
   private ssh?: SshTransport;
   private vmDir?: string;
   private info?: BackendInfo;
+  /** Set once the VM is up: how to reach it again (for a warm VM's state file). */
+  handle?: VmHandle;
   /** Filled in by start(); for the benchmark. */
   timings: Record<string, number> = {};
 
@@ -123,13 +140,13 @@ export class QemuBackend implements Backend {
     fs.writeFileSync(path.join(guestDir, 'sshd_config'), sshdConfig(), { mode: 0o600 });
     this.timings.keys = Date.now() - t0;
 
-    const logDir = this.o.logDir ?? path.join(projectRoot, 'build/logs');
+    const logDir = this.o.persistent ? this.vmDir : (this.o.logDir ?? path.join(projectRoot, 'build/logs'));
     fs.mkdirSync(logDir, { recursive: true });
-    const consoleLog = path.join(logDir, `console-${process.pid}.log`);
+    const consoleLog = path.join(logDir, this.o.persistent ? 'console.log' : `console-${process.pid}.log`);
     let lastError = '';
     for (let attempt = 0; attempt < 3; attempt++) {
       const port = await freePort();
-      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog);
+      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog, { persistent: this.o.persistent });
       this.timings.spawned = Date.now() - t0;
       try {
         this.ssh = await this.connect(port, hostKey, clientKey, signal);
@@ -146,6 +163,17 @@ export class QemuBackend implements Backend {
       this.timings.sshReady = Date.now() - t0;
       const uname = await this.ssh.run('uname -r');
       this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel: accel.accel, consoleLog };
+      this.handle = {
+        pid: this.qemu.child.pid!,
+        port,
+        clientKey,
+        hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8').trim(),
+        vmDir: this.vmDir,
+        consoleLog,
+        kernelImage: kernel.image,
+        kernelRelease: this.info.kernelRelease,
+        accel: accel.accel,
+      };
       return this.info;
     }
     throw new UserError(`the VM could not start: ${lastError}`);
@@ -162,6 +190,7 @@ export class QemuBackend implements Backend {
       cpus: this.o.cpus ?? Math.min(2, os.cpus().length),
       sshPort: port,
       bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
+      name: vmName(),
       shares: { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
     });
   }
@@ -221,6 +250,12 @@ export class QemuBackend implements Backend {
 
   get vmAlive(): boolean {
     return !!this.qemu?.running && !!this.ssh && !this.ssh.isClosed;
+  }
+
+  /** Closes our SSH connection and leaves the VM running (a warm VM). */
+  detach(): void {
+    this.ssh?.close();
+    this.ssh = undefined;
   }
 
   async stop(): Promise<void> {

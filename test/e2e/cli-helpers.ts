@@ -35,10 +35,11 @@ export async function waitForOutput(run: CliRun, text: string, ms: number): Prom
   }
 }
 
-/** Pids of every QEMU on the machine. */
-export function qemuPids(): number[] {
+/** Pids of the QEMUs started with LAB_RUN_TAG=tag (every QEMU without a tag). */
+export function qemuPids(tag?: string): number[] {
   try {
-    return execFileSync('pgrep', ['-f', 'qemu-system-x86_64'], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    const pattern = tag ? `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)` : 'qemu-system-x86_64';
+    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
   }

@@ -47,14 +47,15 @@ describe('lab runs in a real VM', () => {
   it(
     'Ctrl-C during a step stops it and the VM, exits 130, and leaves no QEMU behind',
     async () => {
-      const before = new Set(qemuPids());
-      const run = cli(['lab', 'slow'], { LABS_DIR: fixtures });
+      const tag = `ctrlc${process.pid}`;
+      const run = cli(['lab', 'slow'], { LABS_DIR: fixtures, LAB_RUN_TAG: tag });
       await waitForOutput(run, '│ sleeping', 180_000);
+      expect(qemuPids(tag)).toHaveLength(1);
       run.child.kill('SIGINT');
       const { code, out } = await run.done;
       expect(out).toContain('Ctrl-C: stopping the step and the VM');
       expect(code).toBe(130);
-      expect(qemuPids().filter((p) => !before.has(p))).toEqual([]);
+      expect(qemuPids(tag)).toEqual([]);
     },
     VM_TEST_MS,
   );

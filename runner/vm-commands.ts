@@ -1,0 +1,83 @@
+// `npm run vm -- up|down|status|exec`, and `npm run shell`: the warm VM.
+import ora from 'ora';
+import type { Backend } from '../vm/backend.ts';
+import { projectRoot } from '../vm/cache.ts';
+import { resolveKernel } from '../vm/kernel.ts';
+import { QemuBackend } from '../vm/qemu.ts';
+import { AttachedBackend, readState, stopWarm, tryLock, unlock, writeState, type WarmState } from '../vm/warm.ts';
+import { requirePassing, vmChecks } from './doctor.ts';
+import { UserError } from './errors.ts';
+import { buildBpf } from './run-labs.ts';
+import { colorWanted, paint } from './style.ts';
+
+const since = (iso: string) => {
+  const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+};
+
+export function describeState(s: WarmState): string {
+  return [
+    `warm VM up for ${since(s.startedAt)}: kernel ${s.kernelRelease}, accel ${s.accel}`,
+    `  qemu pid ${s.pid}, ssh on 127.0.0.1:${s.port}`,
+    `  console log ${s.consoleLog}`,
+  ].join('\n');
+}
+
+export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<WarmState> {
+  const existing = readState();
+  if (existing) return existing;
+  requirePassing(await vmChecks(o.kernel), paint(colorWanted(process.stderr)));
+  await buildBpf();
+  const kernel = resolveKernel({ explicit: o.kernel });
+  const tty = !!process.stdout.isTTY && !process.env.CI;
+  const spin = tty ? ora(`booting a warm VM with kernel ${kernel.release}…`).start() : undefined;
+  const vm = new QemuBackend({ kernel, memoryMb: o.memoryMb, persistent: true, log: (l) => (spin ? (spin.text = l) : console.log(`» ${l}`)) });
+  try {
+    await vm.start();
+  } catch (e) {
+    await vm.stop();
+    throw e;
+  } finally {
+    spin?.stop();
+  }
+  const state: WarmState = { ...vm.handle!, startedAt: new Date().toISOString(), projectRoot };
+  writeState(state);
+  vm.detach();
+  return state;
+}
+
+/** The warm VM for a command that needs one (shell, vm exec), or a clear error. */
+async function attach(): Promise<AttachedBackend> {
+  const s = readState();
+  if (!s) throw new UserError('no warm VM is up', 'npm run vm -- up');
+  if (!tryLock()) throw new UserError('the warm VM is busy with another run', 'wait for it, or: npm run vm -- down');
+  const b = new AttachedBackend(s);
+  try {
+    await b.start();
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+  return b;
+}
+
+export async function vmExec(command: string): Promise<number> {
+  const b: Backend = await attach();
+  try {
+    const r = await b.exec(command, { onStdout: (c) => process.stdout.write(c), onStderr: (c) => process.stderr.write(c) });
+    return r.code ?? 1;
+  } finally {
+    await b.stop();
+  }
+}
+
+export async function vmShell(): Promise<number> {
+  const b = await attach();
+  try {
+    return await b.shell();
+  } finally {
+    await b.stop();
+  }
+}
+
+export { readState, stopWarm };

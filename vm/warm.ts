@@ -1,0 +1,161 @@
+// A warm VM: `npm run vm up` boots a VM that stays up; `lab`, `shell` and
+// `vm exec` attach to it over SSH instead of booting (no boot, ~0.3 s to
+// connect); `vm down` stops it. Its state file (0600, in a 0700 folder) holds
+// what it takes to reach it: QEMU's pid, the forwarded port, the per-VM key.
+//
+// Two runs at once never share it: a run takes the VM's lock for as long as
+// it uses it, and a second run finds it busy and boots its own throw-away VM.
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../runner/errors.ts';
+import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
+import { cacheDir, projectRoot } from './cache.ts';
+import { GUEST_PATHS, type VmHandle } from './qemu.ts';
+import { connectSsh, type SshTransport } from './ssh.ts';
+
+export interface WarmState extends VmHandle {
+  startedAt: string;
+  /** The checkout the VM shares: another checkout cannot use it. */
+  projectRoot: string;
+}
+
+/** Where the warm VM's state lives; LAB_VM_DIR gives tests (or a second user) their own. */
+export const warmDir = () => (process.env.LAB_VM_DIR ? path.resolve(process.env.LAB_VM_DIR) : path.join(cacheDir(), 'vm'));
+const stateFile = () => path.join(warmDir(), 'state.json');
+const lockFile = () => path.join(warmDir(), 'lock');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A pid can be reused: make sure it is still our QEMU.
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system');
+  } catch {
+    return true;
+  }
+}
+
+export function writeState(s: WarmState): void {
+  fs.mkdirSync(warmDir(), { recursive: true, mode: 0o700 });
+  fs.chmodSync(warmDir(), 0o700);
+  const tmp = `${stateFile()}.${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
+  fs.renameSync(tmp, stateFile());
+}
+
+/** The warm VM, if one is up; a stale state file (QEMU gone) is removed. */
+export function readState(): WarmState | undefined {
+  let s: WarmState;
+  try {
+    s = JSON.parse(fs.readFileSync(stateFile(), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (alive(s.pid)) return s;
+  forget(s);
+  return undefined;
+}
+
+function forget(s?: WarmState) {
+  if (s?.vmDir) fs.rmSync(s.vmDir, { recursive: true, force: true });
+  fs.rmSync(stateFile(), { force: true });
+  fs.rmSync(lockFile(), { force: true });
+}
+
+/** Stops the warm VM and removes its keys and state. Returns what was stopped. */
+export async function stopWarm(): Promise<WarmState | undefined> {
+  const s = readState();
+  if (!s) {
+    forget();
+    return undefined;
+  }
+  const kill = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-s.pid, sig);
+    } catch {
+      /* gone */
+    }
+  };
+  kill('SIGTERM');
+  for (let i = 0; i < 30 && alive(s.pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (alive(s.pid)) kill('SIGKILL');
+  forget(s);
+  return s;
+}
+
+/** Takes the warm VM's lock; false when another live run holds it. */
+export function tryLock(): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lockFile(), String(process.pid), { flag: 'wx', mode: 0o600 });
+      const release = () => unlock();
+      process.once('exit', release);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(fs.readFileSync(lockFile(), 'utf8'));
+      let holderAlive = false;
+      try {
+        process.kill(holder, 0);
+        holderAlive = true;
+      } catch {
+        /* the holder died without unlocking */
+      }
+      if (holderAlive && holder !== process.pid) return false;
+      fs.rmSync(lockFile(), { force: true });
+    }
+  }
+  return false;
+}
+
+export function unlock(): void {
+  try {
+    if (Number(fs.readFileSync(lockFile(), 'utf8')) === process.pid) fs.rmSync(lockFile());
+  } catch {
+    /* not ours, or gone */
+  }
+}
+
+/** Talks to the warm VM; stop() only lets go of it (and of its lock). */
+export class AttachedBackend implements Backend {
+  readonly name = 'qemu' as const;
+  readonly paths = GUEST_PATHS;
+  private ssh?: SshTransport;
+
+  constructor(readonly state: WarmState) {}
+
+  async start(signal?: AbortSignal): Promise<BackendInfo> {
+    if (this.state.projectRoot !== projectRoot)
+      throw new UserError(`the warm VM shares another checkout (${this.state.projectRoot})`, 'npm run vm -- down');
+    this.ssh = await connectSsh({
+      host: '127.0.0.1',
+      port: this.state.port,
+      username: 'root',
+      privateKeyPath: this.state.clientKey,
+      hostPublicKey: this.state.hostPublicKey,
+      deadlineMs: 10_000,
+      signal,
+      wrapping: { pidDir: '/run/sockmap-labs/steps' },
+    });
+    return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
+  }
+
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+    if (!this.ssh || this.ssh.isClosed) return Promise.reject(new UserError('lost the SSH connection to the warm VM', 'npm run vm -- status'));
+    return this.ssh.exec(command, opts);
+  }
+
+  shell(): Promise<number> {
+    if (!this.ssh) throw new Error('not attached');
+    return this.ssh.shell();
+  }
+
+  async stop(): Promise<void> {
+    this.ssh?.close();
+    this.ssh = undefined;
+    unlock();
+  }
+}
