@@ -5,9 +5,8 @@ import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
-import { validateLabs } from './validate.ts';
+import { listLabs, pickNext, reset, validate } from './lab-commands.ts';
 import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
-import { discoverLabs, loadLab } from './labs.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
 
@@ -30,7 +29,7 @@ const program = new Command('sockmap-labs')
 program
   .command('lab')
   .description('run labs in a throw-away VM (or "list" them)')
-  .argument('[labs...]', 'lab numbers, names or "all"; "list" shows the labs; "validate" checks every lab file')
+  .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], validate')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
@@ -45,7 +44,9 @@ program
 Examples:
   npm run lab 1                  run lab 01 in a fresh VM
   npm run lab all                run every lab in one VM
-  npm run lab list               list the labs
+  npm run lab list               the labs, with your progress (✓ passed, ✗ failed, – not yet)
+  npm run lab next               run the first lab you have not passed
+  npm run lab reset [N]          forget your progress (of lab N, or of all)
   npm run lab validate           check every lab file (file:line for each problem)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
@@ -53,24 +54,25 @@ Examples:
   npm run lab all -- --reporter junit --output results.xml
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
-Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR.
+Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR, LAB_STATE_HOME (progress).
 Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
   )
   .action(async (labs: string[], o) => {
-    if (labs[0] === 'validate') {
-      const { labs: n, problems } = validateLabs();
-      for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
-      console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
-      process.exitCode = problems.length ? 1 : 0;
-      return;
-    }
-    if (labs[0] === 'list') {
-      for (const ref of discoverLabs()) {
-        const lab = loadLab(ref);
-        const needs = lab.spec.needs?.kernel ? p.dim(` (kernel ≥ ${lab.spec.needs.kernel})`) : '';
-        console.log(`  ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(28)} ${lab.spec.title}${needs}`);
-      }
-      return;
+    const out = paint(colorWanted());
+    switch (labs[0]) {
+      case 'validate':
+        process.exitCode = validate();
+        return;
+      case 'list':
+        console.log(listLabs(out));
+        return;
+      case 'reset':
+        console.log(reset(labs[1]));
+        return;
+      case 'next':
+        labs = [pickNext()];
+        console.log(out.dim(`» next unfinished lab: ${labs[0]}`));
+        break;
     }
     if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
     process.exitCode = await runLabs({

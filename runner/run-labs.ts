@@ -14,6 +14,7 @@ import { connectSsh } from '../vm/ssh.ts';
 import { AttachedBackend, readState, tryLock } from '../vm/warm.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
+import { loadProgress, recordResult, saveProgress } from './progress.ts';
 import { fanOut, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
 import { GithubAnnotationsReporter } from './reporters/github.ts';
 import { MarkdownSummaryReporter } from './reporters/markdown.ts';
@@ -190,6 +191,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
         });
         r.machine = machine;
         results.push(r);
+        saveProgress(recordResult(loadProgress(), r));
         reporter.labEnd(r);
       }
       await backend.stop();

@@ -1,5 +1,7 @@
 // Runs the real CLI as a child process, the way a learner or CI does.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 export const root = path.resolve(import.meta.dirname, '../..');
@@ -13,10 +15,13 @@ export interface CliRun {
   output(): string;
 }
 
+/** Progress of the tests' runs, apart from the developer's own. */
+export const testStateHome = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-test-state-'));
+
 export function cli(args: string[], env: Record<string, string> = {}): CliRun {
   const child = spawn(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', ...args], {
     cwd: root,
-    env: { ...process.env, CI: '1', NO_COLOR: '1', ...env },
+    env: { ...process.env, CI: '1', NO_COLOR: '1', LAB_STATE_HOME: testStateHome, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
