@@ -35,6 +35,7 @@ program
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit or json reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
+  .option('-s, --step', 'pause before each step: Enter runs it, s skips it, q quits')
   .option('--no-warm', 'boot a fresh VM even when a warm one is up')
   .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
   .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
@@ -49,6 +50,7 @@ Examples:
   npm run lab reset [N]          forget your progress (of lab N, or of all)
   npm run lab validate           check every lab file (file:line for each problem)
   npm run lab 2 -- --quiet       commands and verdicts only
+  npm run lab 3 -- --step        pause before each step, to read and predict
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
   npm run lab all -- --kernel A --kernel B        every lab on two kernels, then a lab × kernel table
   npm run lab all -- --reporter junit --output results.xml
@@ -83,6 +85,7 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
       output: o.output,
       quiet: o.quiet,
       warm: o.warm,
+      step: o.step,
       memoryMb: o.memory,
       timeoutScale: o.timeoutScale,
     });

@@ -47,6 +47,8 @@ export interface Reporter {
   machineStart?(info: MachineInfo): void;
   labStart?(lab: LoadedLab, index: number, total: number): void;
   stepStart?(lab: LoadedLab, step: Step, index: number, total: number): void;
+  /** The step's command starts now (after the learner said so, with --step). */
+  stepRun?(lab: LoadedLab, step: Step): void;
   stepOutput?(chunk: string, stream: 'stdout' | 'stderr'): void;
   stepEnd?(lab: LoadedLab, step: Step, result: StepResult): void;
   labEnd?(result: LabResult): void;
@@ -71,6 +73,7 @@ export function fanOut(reporters: Reporter[]): Required<Reporter> {
     machineStart: each('machineStart'),
     labStart: each('labStart'),
     stepStart: each('stepStart'),
+    stepRun: each('stepRun'),
     stepOutput: each('stepOutput'),
     stepEnd: each('stepEnd'),
     labEnd: each('labEnd'),
@@ -88,7 +91,13 @@ export interface RunContext {
   signal?: AbortSignal;
   /** Multiplies every step timeout (slow machines, TCG). */
   timeoutScale?: number;
+  /** Interactive mode: asked before each step (after its text is shown). */
+  beforeStep?: (lab: LoadedLab, step: Step) => Promise<'run' | 'skip' | 'quit'>;
 }
+
+/** Why the learner's choices ended a lab early. */
+export const SKIPPED_BY_YOU = 'skipped by you';
+export const QUIT_BY_YOU = 'you quit';
 
 export const DEFAULT_STEP_TIMEOUT_S = 60;
 const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
@@ -169,9 +178,11 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   // Leftovers of an interrupted earlier run go first; then a fresh state dir and pin dir.
   await backend.exec(`${teardownCommand(lab)}\nmkdir -p "$STATE" "$PIN"`, { env, timeoutMs: 30_000 });
   try {
+    let quit = false;
     for (const [i, step] of steps.entries()) {
-      if (failed || ctx.signal?.aborted) {
-        results.push({ title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason: failed ? 'an earlier step failed' : 'interrupted' });
+      if (failed || quit || ctx.signal?.aborted) {
+        const reason = failed ? 'an earlier step failed' : quit ? QUIT_BY_YOU : 'interrupted';
+        results.push({ title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason });
         continue;
       }
       const stepUnmet = unmetNeeds(step.needs, ctx);
@@ -183,6 +194,15 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
         continue;
       }
       reporter.stepStart(lab, step, i, steps.length);
+      const choice = ctx.beforeStep ? await ctx.beforeStep(lab, step) : 'run';
+      if (choice !== 'run') {
+        const skipped: StepResult = { title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason: choice === 'quit' ? QUIT_BY_YOU : SKIPPED_BY_YOU };
+        results.push(skipped);
+        reporter.stepEnd(lab, step, skipped);
+        quit = choice === 'quit';
+        continue;
+      }
+      reporter.stepRun(lab, step);
       const timeoutS = (step.timeout ?? DEFAULT_STEP_TIMEOUT_S) * (ctx.timeoutScale ?? 1);
       const command = step.background ? backgroundCommand({ ...step, background: step.background }, timeoutS) : step.run;
       let result: StepResult;
@@ -209,6 +229,9 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
     // Best effort: a VM that died cannot be cleaned, and needs no cleaning.
     await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000 }).catch(() => {});
   }
-  const status: Status = failed || ctx.signal?.aborted ? 'failed' : 'passed';
-  return { lab, status, steps: results, durationMs: Date.now() - started, reason: ctx.signal?.aborted ? 'interrupted' : undefined, startedAt };
+  // A lab whose steps the learner skipped has not passed, nor failed.
+  const byYou = results.find((r) => r.reason === QUIT_BY_YOU) ?? results.find((r) => r.reason === SKIPPED_BY_YOU);
+  const status: Status = failed || ctx.signal?.aborted ? 'failed' : byYou ? 'skipped' : 'passed';
+  const reason = ctx.signal?.aborted ? 'interrupted' : !failed && byYou ? byYou.reason : undefined;
+  return { lab, status, steps: results, durationMs: Date.now() - started, reason, startedAt };
 }

@@ -15,7 +15,8 @@ import { AttachedBackend, readState, tryLock } from '../vm/warm.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
 import { loadProgress, recordResult, saveProgress } from './progress.ts';
-import { fanOut, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
+import { fanOut, QUIT_BY_YOU, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
+import { askStep } from './step-prompt.ts';
 import { GithubAnnotationsReporter } from './reporters/github.ts';
 import { MarkdownSummaryReporter } from './reporters/markdown.ts';
 import { JsonLinesReporter } from './reporters/json.ts';
@@ -36,6 +37,8 @@ export interface RunOptions {
   output?: string;
   /** false: never attach to the warm VM. */
   warm?: boolean;
+  /** Pause before each step for a key (a terminal is needed). */
+  step?: boolean;
   quiet?: boolean;
   memoryMb?: number;
   timeoutScale?: number;
@@ -122,6 +125,8 @@ export function parseReporterSpecs(specs: string[], output?: string): ReporterSp
 
 export async function runLabs(o: RunOptions): Promise<number> {
   const tty = !!process.stdout.isTTY && !process.env.CI;
+  if (o.step && !(process.stdin.isTTY && process.stdout.isTTY))
+    throw new UserError('--step waits for your keys before each step, so it needs a terminal', `run it in a terminal, or without --step: npm run lab ${o.labs.join(' ')}`);
   const refs = selectLabs(discoverLabs(), o.labs);
   const labs = refs.map(loadLab);
   const terminal = new TerminalReporter({ interactive: tty, color: colorWanted(), quiet: o.quiet });
@@ -188,11 +193,13 @@ export async function runLabs(o: RunOptions): Promise<number> {
           kernelConfig: made.config,
           signal: controller.signal,
           timeoutScale: scale,
+          beforeStep: o.step ? () => askStep() : undefined,
         });
         r.machine = machine;
         results.push(r);
         saveProgress(recordResult(loadProgress(), r));
         reporter.labEnd(r);
+        if (r.reason === QUIT_BY_YOU) break;
       }
       await backend.stop();
       backend = undefined;

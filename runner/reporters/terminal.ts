@@ -69,6 +69,9 @@ export class TerminalReporter implements Reporter {
     for (const l of step.run.trimEnd().split('\n')) this.line(`  ${this.p.dim('$')} ${this.p.cyan(l)}`);
     if (step.background) this.line(this.p.dim(`  (runs in the background as "${step.background}")`));
     this.partial = '';
+  }
+
+  stepRun() {
     if (this.o.interactive) this.spinner = ora({ text: this.p.dim('running…'), stream: this.out as NodeJS.WriteStream, indent: 2 }).start();
   }
 
