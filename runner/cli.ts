@@ -5,7 +5,7 @@ import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
-import { listLabs, pickNext, reset, validate } from './lab-commands.ts';
+import { listLabs, pickNext, reset, scaffold, validate } from './lab-commands.ts';
 import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
@@ -29,7 +29,7 @@ const program = new Command('sockmap-labs')
 program
   .command('lab')
   .description('run labs in a throw-away VM (or "list" them)')
-  .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], validate')
+  .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], validate, new NAME')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
@@ -49,6 +49,7 @@ Examples:
   npm run lab next               run the first lab you have not passed
   npm run lab reset [N]          forget your progress (of lab N, or of all)
   npm run lab validate           check every lab file (file:line for each problem)
+  npm run lab new udp-redirect   start a new lab (for instructors; see docs/authoring.md)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 3 -- --step        pause before each step, to read and predict
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
@@ -70,6 +71,9 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
         return;
       case 'reset':
         console.log(reset(labs[1]));
+        return;
+      case 'new':
+        console.log(scaffold(labs[1]));
         return;
       case 'next':
         labs = [pickNext()];

@@ -1,6 +1,8 @@
-// The words `npm run lab` takes besides lab names: list, next, reset, validate.
+// The words `npm run lab` takes besides lab names: list, next, reset, validate, new.
+import fs from 'node:fs';
+import path from 'node:path';
 import { UserError } from './errors.ts';
-import { discoverLabs, loadLab } from './labs.ts';
+import { discoverLabs, labsDir, loadLab } from './labs.ts';
 import { loadProgress, nextLab, resetProgress, saveProgress } from './progress.ts';
 import type { Paint } from './style.ts';
 import { validateLabs } from './validate.ts';
@@ -48,4 +50,56 @@ export function validate(): number {
   for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
   console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
   return problems.length ? 1 : 0;
+}
+
+/** `lab new NAME`: a new lab folder with the next free number, a lab.yaml to fill in, and its broken.yaml. */
+export function scaffold(name: string | undefined, dir = labsDir()): string {
+  if (!name || !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(name))
+    throw new UserError(`a lab name is lower-case words joined by dashes, e.g. "udp-redirect"${name ? `, not "${name}"` : ''}`, 'npm run lab new udp-redirect');
+  const labs = discoverLabs(dir);
+  if (labs.some((l) => l.slug === name)) throw new UserError(`a lab named ${name} exists already`, 'npm run lab list');
+  const number = Math.max(0, ...labs.map((l) => l.number)) + 1;
+  const id = `${String(number).padStart(2, '0')}-${name}`;
+  const folder = path.join(dir, id);
+  fs.mkdirSync(folder, { recursive: true });
+  fs.writeFileSync(
+    path.join(folder, 'lab.yaml'),
+    `title: ${name.replace(/-/g, ' ').replace(/^./, (c) => c.toUpperCase())}
+needs:
+  kernel: "5.15"                # the oldest kernel this lab works on
+  config: [BPF_SYSCALL, NET_SOCK_MSG]
+text: |
+  # What this lab shows
+
+  Explain the idea here, in a few sentences. Cite the kernel selftest you
+  checked the behaviour against (tools/testing/selftests/bpf/prog_tests/…).
+cleanup: |
+  # remove everything the lab makes (namespaces, cgroups…); $PIN and $STATE go anyway
+  true
+steps:
+  - title: Create a SOCKMAP
+    text: Why this step.
+    run: bpftool map create $PIN/sockmap type sockmap key 4 value 8 entries 2 name sockmap
+    expect:
+      exit: 0
+
+  - title: Insert a connected TCP socket
+    run: socklab "use $PIN/sockmap" 'pair a tcp' 'insert a1 0'
+    expect:
+      stdout:
+        matches: 'insert a1 0: ok, cookie \\d+'
+    hint: Shown when the step fails.
+`,
+  );
+  fs.writeFileSync(
+    path.join(folder, 'broken.yaml'),
+    `# One deliberate mistake that must make this lab fail (docs/authoring.md).
+why: the socket goes to a slot the map does not have
+fails_at: Insert a connected TCP socket
+changes:
+  - step: Insert a connected TCP socket
+    replace: ["insert a1 0", "insert a1 7"]
+`,
+  );
+  return `created ${path.relative(process.cwd(), folder) || folder}/lab.yaml and broken.yaml\nrun it: npm run lab ${number}`;
 }

@@ -58,6 +58,8 @@ export const Step = z
     background: z.string().regex(/^[a-z0-9_-]+$/).optional(),
     /** With `background`: wait until its output holds this text. */
     ready: z.string().optional(),
+    /** Markdown shown when the step fails: what to look at, without giving the answer away. */
+    hint: z.string().optional(),
     /** This step alone needs a newer kernel or more options; on a kernel without them it is skipped, not failed. */
     needs: Needs.optional(),
   })

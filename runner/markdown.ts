@@ -1,6 +1,7 @@
 // Lab text (markdown) for a terminal, rendered from marked's lexer: headings,
 // paragraphs wrapped to the terminal, lists, code blocks, quotes and tables.
 import { marked, type Token, type Tokens } from 'marked';
+import { highlight } from './highlight.ts';
 import { paint, type Paint } from './style.ts';
 
 function inline(tokens: Token[] | undefined, p: Paint): string {
@@ -72,9 +73,8 @@ function block(t: Token, p: Paint, width: number, indent: string): string {
       return wrap(inline((t as Tokens.Paragraph).tokens, p), width, indent);
     case 'code': {
       const c = t as Tokens.Code;
-      return c.text
-        .split('\n')
-        .map((l) => `${indent}  ${p.cyan(l)}`)
+      return highlight(c.text, c.lang, p)
+        .map((l) => `${indent}  ${l}`)
         .join('\n');
     }
     case 'list': {

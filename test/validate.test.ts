@@ -45,3 +45,23 @@ describe('validateLabs', () => {
     expect(text.some((t) => t.startsWith('01-good/'))).toBe(false);
   });
 });
+
+describe('lab new', () => {
+  it('scaffolds the next number, and the scaffold validates', async () => {
+    const { scaffold } = await import('../runner/lab-commands.ts');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-new-'));
+    try {
+      lab('x', {}); // unrelated
+      fs.mkdirSync(path.join(dir, '07-seven'));
+      fs.writeFileSync(path.join(dir, '07-seven/lab.yaml'), good);
+      fs.writeFileSync(path.join(dir, '07-seven/broken.yaml'), broken);
+      expect(scaffold('udp-redirect', dir)).toContain('npm run lab 8');
+      expect(fs.existsSync(path.join(dir, '08-udp-redirect/lab.yaml'))).toBe(true);
+      expect(validateLabs(dir).problems).toEqual([]);
+      expect(() => scaffold('udp-redirect', dir)).toThrow(/exists already/);
+      expect(() => scaffold('Bad Name', dir)).toThrow(/lower-case words joined by dashes/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -141,6 +141,8 @@ export class SshTransport {
         finished = true;
         if (timer) clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
+        // setsid's own complaint about the child we killed is noise, not the step's output.
+        if (timedOut || opts.signal?.aborted) stderr = stderr.replace(/^setsid: child \d+ did not exit normally.*\n?/m, '');
         resolve({ code: timedOut ? null : code, stdout, stderr, timedOut, durationMs: Date.now() - started });
       });
     });

@@ -5,6 +5,7 @@ import ora, { type Ora } from 'ora';
 import type { Step } from '../lab-schema.ts';
 import type { LoadedLab } from '../labs.ts';
 import type { LabResult, Reporter, StepResult } from '../executor.ts';
+import { highlight } from '../highlight.ts';
 import { renderMarkdown } from '../markdown.ts';
 import { paint, type Paint } from '../style.ts';
 
@@ -66,7 +67,7 @@ export class TerminalReporter implements Reporter {
     this.line();
     this.line(this.p.bold(`▶ ${this.stepLabel}`));
     if (!this.o.quiet && step.text) this.line(renderMarkdown(step.text, { width: this.width(), color: this.o.color, indent: '  ' }));
-    for (const l of step.run.trimEnd().split('\n')) this.line(`  ${this.p.dim('$')} ${this.p.cyan(l)}`);
+    for (const l of highlight(step.run.trimEnd(), 'sh', this.p)) this.line(`  ${this.p.dim('$')} ${l}`);
     if (step.background) this.line(this.p.dim(`  (runs in the background as "${step.background}")`));
     this.partial = '';
   }
@@ -82,7 +83,7 @@ export class TerminalReporter implements Reporter {
     for (const l of lines) this.line(`  ${this.p.dim('│')} ${l}`);
   }
 
-  stepEnd(_lab: LoadedLab, _step: Step, r: StepResult) {
+  stepEnd(_lab: LoadedLab, step: Step, r: StepResult) {
     if (this.partial) this.stepOutput('\n');
     this.spinner?.stop();
     this.spinner = undefined;
@@ -109,6 +110,10 @@ export class TerminalReporter implements Reporter {
         this.line(`    ${this.p.dim('last lines of output:')}`);
         for (const l of tail) this.line(`      ${l}`);
       }
+    }
+    if (step.hint && r.status === 'failed') {
+      this.line(`    ${this.p.yellow('hint:')}`);
+      this.line(renderMarkdown(step.hint, { width: this.width(), color: this.o.color, indent: '      ' }));
     }
   }
 
