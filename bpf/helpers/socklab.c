@@ -22,10 +22,14 @@
  *   recv SOCK [MS]            wait up to MS ms (default 500) for data on SOCK
  *   poll [MS]                 after MS ms (default 300), show what each socket has received
  *   fionread SOCK             bytes waiting to be read (ioctl FIONREAD)
+ *   tcpinfo SOCK              bytes TCP itself sent and received on SOCK (TCP_INFO):
+ *                             0 while a redirect carries the data past TCP
  *   close SOCK | shutdown SOCK | disconnect SOCK (connect to AF_UNSPEC)
  *   send-fd SOCK UNIX_PATH KEY   hand SOCK to a map owner (SCM_RIGHTS) to insert at KEY
  *   serve-fds UNIX_PATH       be the map owner: insert every socket handed over, forever
  *   sleep MS | hold           pause | keep every socket open until killed
+ *   sh COMMAND                run COMMAND (/bin/sh -c) while the sockets stay open, e.g.
+ *                             attach a program between two inserts; fails if it fails
  *
  * A `!` before a command means it must fail: its errno is printed and the
  * script goes on. Otherwise the first failing command stops the script, exit 1.
@@ -38,6 +42,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <linux/tcp.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -463,14 +468,14 @@ static int run_command(char *line)
 		for (line++; *line == ' '; line++)
 			;
 	snprintf(cmd, sizeof(cmd), "%s%s", expect_failure ? "! " : "", line);
-	/* The last argument of "send" is the rest of the line, spaces included. */
-	for (char *t = strtok_r(line, " \t", &save); t && argc < 8; t = strtok_r(NULL, argc == 2 && !strcmp(argv[0], "send") ? "" : " \t", &save))
+	/* The last argument of "send", and the COMMAND of "sh", is the rest of the line, spaces included. */
+	for (char *t = strtok_r(line, " \t", &save); t && argc < 8; t = strtok_r(NULL, (argc == 2 && !strcmp(argv[0], "send")) || (argc == 1 && !strcmp(argv[0], "sh")) ? "" : " \t", &save))
 		argv[argc++] = t;
 
 	const char *op = argv[0];
 	s = argc > 1 ? find(argv[1]) : NULL;
 	bool wants_sock = !strcmp(op, "insert") || !strcmp(op, "cookie") || !strcmp(op, "send") || !strcmp(op, "recv") ||
-			  !strcmp(op, "fionread") || !strcmp(op, "close") || !strcmp(op, "shutdown") ||
+			  !strcmp(op, "fionread") || !strcmp(op, "tcpinfo") || !strcmp(op, "close") || !strcmp(op, "shutdown") ||
 			  !strcmp(op, "disconnect") || !strcmp(op, "send-fd");
 	if (wants_sock && !s)
 		return fail(cmd, argc > 1 ? "no such socket" : "which socket?");
@@ -560,6 +565,14 @@ static int run_command(char *line)
 		if (ioctl(s->fd, FIONREAD, &n))
 			return fail_errno(cmd, errno);
 		say(cmd, "%d bytes waiting", n);
+	} else if (!strcmp(op, "tcpinfo")) {
+		struct tcp_info ti = {};
+		socklen_t tl = sizeof(ti);
+
+		if (getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl))
+			return fail_errno(cmd, errno);
+		say(cmd, "bytes_sent %llu, bytes_received %llu", (unsigned long long)ti.tcpi_bytes_sent,
+		    (unsigned long long)ti.tcpi_bytes_received);
 	} else if (!strcmp(op, "close")) {
 		close(s->fd);
 		s->fd = -1;
@@ -582,6 +595,14 @@ static int run_command(char *line)
 		return serve_fds(cmd, argv[1]);
 	} else if (!strcmp(op, "sleep") && argc == 2) {
 		usleep(atoi(argv[1]) * 1000);
+	} else if (!strcmp(op, "sh") && argc == 2) {
+		int rc;
+
+		printf("%s:\n", cmd);
+		fflush(stdout);
+		rc = system(argv[1]);
+		if (rc != 0)
+			return fail(cmd, "the command failed");
 	} else if (!strcmp(op, "hold")) {
 		say(cmd, "holding %d sockets until killed", nsocks);
 		for (;;)
@@ -614,7 +635,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		puts("usage: socklab 'command' ['command' ...]   or   socklab < script\n"
 		     "commands: use pair socket insert delete lookup cookie send recv poll fionread\n"
-		     "          close shutdown disconnect send-fd serve-fds sleep hold (see bpf/helpers/socklab.c)");
+		     "          tcpinfo close shutdown disconnect send-fd serve-fds sleep hold sh (see bpf/helpers/socklab.c)");
 		return 0;
 	}
 	if (argc > 1) {
