@@ -100,6 +100,8 @@ export const SKIPPED_BY_YOU = 'skipped by you';
 export const QUIT_BY_YOU = 'you quit';
 
 export const DEFAULT_STEP_TIMEOUT_S = 60;
+/** How long a lab's cleanup may go on after Ctrl-C. */
+const TEARDOWN_GRACE_MS = 10_000;
 const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
 
 /** Environment every step sees; the names are documented in docs/authoring.md. */
@@ -148,6 +150,21 @@ export function backgroundCommand(step: Step & { background: string }, timeoutS:
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * Why the machine died, when a step ended with no exit status. QEMU's exit
+ * reaches us a moment after the SSH connection breaks, so a lost connection is
+ * looked at again for up to 1.5 s: a dead QEMU or a panic is the better answer.
+ */
+async function settledHealth(backend: Backend): Promise<string | undefined> {
+  let why: string | undefined;
+  for (let i = 0; i < 15; i++) {
+    why = backend.health?.();
+    if (why && !/SSH connection/.test(why)) return why;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return why;
 }
 
 /** Kills background actors, runs the lab's cleanup, removes its state and pins. */
@@ -214,12 +231,15 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
           onStdout: (c) => reporter.stepOutput(c, 'stdout'),
           onStderr: (c) => reporter.stepOutput(c, 'stderr'),
         });
-        const checks = ctx.signal?.aborted ? [] : evaluate(step.expect, exec);
-        const ok = !ctx.signal?.aborted && checks.every((c) => c.ok);
+        const dead = exec.code === null && !exec.timedOut ? await settledHealth(backend) : undefined;
+        const checks = ctx.signal?.aborted || dead ? [] : evaluate(step.expect, exec);
+        const ok = !ctx.signal?.aborted && !dead && checks.every((c) => c.ok);
         result = { title: step.title, status: ok ? 'passed' : 'failed', command: step.run, checks, exec, durationMs: exec.durationMs };
         if (ctx.signal?.aborted) result.reason = 'interrupted';
+        else if (dead) result.reason = `the machine died during this step: ${dead}`;
       } catch (e) {
-        result = { title: step.title, status: 'failed', command: step.run, checks: [], durationMs: 0, reason: (e as Error).message };
+        const dead = backend.health?.();
+        result = { title: step.title, status: 'failed', command: step.run, checks: [], durationMs: 0, reason: dead ? `the machine died during this step: ${dead}` : (e as Error).message };
       }
       results.push(result);
       reporter.stepEnd(lab, step, result);
@@ -227,7 +247,13 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
     }
   } finally {
     // Best effort: a VM that died cannot be cleaned, and needs no cleaning.
-    await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000 }).catch(() => {});
+    // After Ctrl-C the cleanup still runs, but gets at most 10 s more.
+    const grace = new AbortController();
+    const cut = () => setTimeout(() => grace.abort(), TEARDOWN_GRACE_MS).unref();
+    if (ctx.signal?.aborted) cut();
+    else ctx.signal?.addEventListener('abort', cut, { once: true });
+    if (!backend.health?.()) await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000, signal: grace.signal }).catch(() => {});
+    ctx.signal?.removeEventListener('abort', cut);
   }
   // A lab whose steps the learner skipped has not passed, nor failed.
   const byYou = results.find((r) => r.reason === QUIT_BY_YOU) ?? results.find((r) => r.reason === SKIPPED_BY_YOU);

@@ -45,9 +45,11 @@ export interface RunOptions {
 }
 
 /** Builds the BPF programs and helpers (make rebuilds only what changed). */
-export async function buildBpf(log: (s: string) => void = () => {}): Promise<void> {
+export async function buildBpf(log: (s: string) => void = () => {}, signal?: AbortSignal): Promise<void> {
   if (!fs.existsSync(path.join(projectRoot, 'bpf/Makefile'))) return;
-  const r = await $({ cwd: projectRoot })`make -s -C bpf`.nothrow().quiet();
+  // Ctrl-C kills the build too (zx sends the abort to make's process group).
+  const r = await $({ cwd: projectRoot, signal, detached: true })`make -s -C bpf`.nothrow().quiet();
+  signal?.throwIfAborted();
   if (r.exitCode !== 0) {
     const missing = /(clang|bpftool|cc|gcc): (command )?not found|No such file or directory.*bpf_helpers\.h/.exec(r.stderr);
     throw new UserError(
@@ -148,13 +150,13 @@ export async function runLabs(o: RunOptions): Promise<number> {
   );
   const controller = new AbortController();
   let backend: Backend | undefined;
-  let interrupted = false;
+  let interrupted: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) {
       // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
       process.exit(130);
     }
-    interrupted = true;
+    interrupted = sig;
     reporter.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping the step and the VM (press Ctrl-C again to quit at once)`);
     controller.abort();
   };
@@ -166,7 +168,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
   try {
     // The same checks as `npm run doctor`: a miss stops here, with its fix, before anything is built or booted.
     if (o.backend !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
-    await buildBpf((s) => reporter.notice(s));
+    await buildBpf((s) => reporter.notice(s), controller.signal);
     for (const kernelPath of kernels) {
       if (controller.signal.aborted) break;
       const made = await makeBackend({ ...o, kernel: kernelPath }, (s) => reporter.notice(s));
@@ -200,16 +202,25 @@ export async function runLabs(o: RunOptions): Promise<number> {
         saveProgress(recordResult(loadProgress(), r));
         reporter.labEnd(r);
         if (r.reason === QUIT_BY_YOU) break;
+        const dead = backend.health?.();
+        if (dead) {
+          reporter.notice(`the machine is gone (${dead}): the remaining labs cannot run on it`);
+          break;
+        }
       }
       await backend.stop();
       backend = undefined;
     }
+  } catch (e) {
+    // Interrupted while building or booting: the signal, not the error it caused, is the story.
+    if (!interrupted) throw e;
   } finally {
     await backend?.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await reporter.runEnd(results);
   }
-  if (interrupted) return 130;
+  // 128 + the signal number, as a shell reports a process killed by it.
+  if (interrupted) return interrupted === 'SIGTERM' ? 143 : 130;
   return results.some((r) => r.status === 'failed') ? 1 : 0;
 }

@@ -276,3 +276,10 @@ describe('compileRegex', () => {
     expect(() => compileRegex('a(b')).toThrow(SyntaxError);
   });
 });
+
+describe('errno table', () => {
+  it('has a message for every errno Node knows on this platform', async () => {
+    const { errnosWithoutMessage } = await import('../runner/errno.ts');
+    expect(errnosWithoutMessage()).toEqual([]);
+  });
+});

@@ -50,6 +50,8 @@ export interface Backend {
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   /** An interactive shell with the user's terminal; resolves with its exit code. */
   shell(): Promise<number>;
+  /** Why the machine can no longer run steps (it panicked, QEMU died, SSH is gone), or undefined while it can. */
+  health?(): string | undefined;
   /** Stop the machine and remove everything start() created. Safe to call twice. */
   stop(): Promise<void>;
   readonly paths: GuestPaths;

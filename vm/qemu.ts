@@ -129,7 +129,7 @@ export class QemuBackend implements Backend {
     this.timings.accel = Date.now() - t0;
 
     // This VM's private files: keys and sshd config. Only guest/ is shared with the guest.
-    this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-vm-'));
+    this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), `${vmName()}-vm-`));
     fs.chmodSync(this.vmDir, 0o700);
     const guestDir = path.join(this.vmDir, 'guest');
     fs.mkdirSync(guestDir, { mode: 0o700 });
@@ -145,7 +145,8 @@ export class QemuBackend implements Backend {
     const consoleLog = path.join(logDir, this.o.persistent ? 'console.log' : `console-${process.pid}.log`);
     let lastError = '';
     for (let attempt = 0; attempt < 3; attempt++) {
-      const port = await freePort();
+      // LAB_SSH_PORT asks for a port (tests use it to hit a taken one); a retry takes any free port.
+      const port = attempt === 0 && process.env.LAB_SSH_PORT ? Number(process.env.LAB_SSH_PORT) : await freePort();
       this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog, { persistent: this.o.persistent });
       this.timings.spawned = Date.now() - t0;
       try {
@@ -155,7 +156,8 @@ export class QemuBackend implements Backend {
         if (signal?.aborted) throw new UserError('interrupted while the VM was booting');
         // Someone took the port between our check and QEMU's bind: try another.
         if (/host forwarding rule|Could not set up host forwarding/i.test(this.qemu.output)) {
-          lastError = 'the SSH port was taken';
+          lastError = `port ${port} on 127.0.0.1 was taken`;
+          log(`${lastError}; trying another`);
           continue;
         }
         throw this.bootError(e as Error, consoleLog);
@@ -191,13 +193,15 @@ export class QemuBackend implements Backend {
       sshPort: port,
       bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
       name: vmName(),
+      // LAB_KERNEL_APPEND adds kernel command line words (fault tests break the boot with it).
+      append: process.env.LAB_KERNEL_APPEND ? process.env.LAB_KERNEL_APPEND.split(/\s+/).filter(Boolean) : undefined,
       shares: { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
     });
   }
 
   private async connect(port: number, hostKey: string, clientKey: string, signal?: AbortSignal): Promise<SshTransport> {
     const q = this.qemu!;
-    const deadline = this.o.bootTimeoutMs ?? 180_000;
+    const deadline = this.o.bootTimeoutMs ?? (Number(process.env.LAB_BOOT_TIMEOUT) * 1000 || 180_000);
     // Wait for our init to say sshd is up, and fail fast on a panic or a dead QEMU.
     const boot = await q.waitFor('sml-stage2: SSHD-STARTED', deadline, signal);
     if (boot !== 'marker') {
@@ -248,8 +252,16 @@ export class QemuBackend implements Backend {
     return this.ssh.shell();
   }
 
-  get vmAlive(): boolean {
-    return !!this.qemu?.running && !!this.ssh && !this.ssh.isClosed;
+  health(): string | undefined {
+    if (!this.qemu) return undefined;
+    const fatal = this.qemu.fatal();
+    if (fatal) return fatal;
+    if (!this.qemu.running) {
+      const e = this.qemu.exit;
+      return `QEMU exited${e?.signal ? ` (killed by ${e.signal})` : ` (code ${e?.code})`}`;
+    }
+    if (this.ssh?.isClosed) return 'the SSH connection to the guest was lost';
+    return undefined;
   }
 
   /** Closes our SSH connection and leaves the VM running (a warm VM). */

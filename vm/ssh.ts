@@ -29,7 +29,9 @@ function connectOnce(o: SshConnectOptions, privateKey: Buffer, timeoutMs: number
   return new Promise((resolve, reject) => {
     const c = new Client();
     c.once('ready', () => resolve(c));
-    c.once('error', (e) => {
+    // 'on', not 'once': one failed attempt can report more than one error, and an
+    // unhandled second one would kill the runner.
+    c.on('error', (e) => {
       c.end();
       reject(e);
     });

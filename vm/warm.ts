@@ -153,6 +153,12 @@ export class AttachedBackend implements Backend {
     return this.ssh.shell();
   }
 
+  health(): string | undefined {
+    if (!alive(this.state.pid)) return 'the warm VM is gone (QEMU exited)';
+    if (this.ssh?.isClosed) return 'the SSH connection to the warm VM was lost';
+    return undefined;
+  }
+
   async stop(): Promise<void> {
     this.ssh?.close();
     this.ssh = undefined;

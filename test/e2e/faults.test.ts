@@ -1,0 +1,285 @@
+// Faults and bad input: each ends with a clear message, a non-zero exit code,
+// and no QEMU left running. Every VM here carries a tag of its own, so the
+// check sees exactly the QEMUs this test started.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolveKernel } from '../../vm/kernel.ts';
+import { cli, fixtures, qemuPids, root, waitForOutput } from './cli-helpers.ts';
+
+const faults = path.join(root, 'test/fixtures/faults');
+const badLabs = path.join(root, 'test/fixtures/bad-labs');
+const VM_MS = 240_000;
+let n = 0;
+function pgrep(pattern: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+/** A fresh tag per run, and the env that applies it. */
+function tagged(env: Record<string, string> = {}) {
+  const tag = `fault${process.pid}x${++n}`;
+  return { tag, env: { LAB_RUN_TAG: tag, ...env } };
+}
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-faults-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('the machine fails under a step', () => {
+  it(
+    'guest kernel panic mid-step: the step fails naming the panic; no QEMU left',
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const { code, out } = await cli(['lab', 'panic'], env).done;
+      expect(out).toContain('the machine died during this step: Kernel panic - not syncing');
+      expect(out).toContain('✖ FAIL Lab 01 Kernel panic mid-step');
+      expect(code).toBe(1);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    'QEMU killed mid-step: the step fails saying QEMU was killed',
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: fixtures });
+      const run = cli(['lab', 'slow'], env);
+      await waitForOutput(run, '│ sleeping', 180_000);
+      const [pid] = qemuPids(tag);
+      process.kill(pid, 'SIGKILL');
+      const { code, out } = await run.done;
+      expect(out).toContain('the machine died during this step: QEMU exited (killed by SIGKILL)');
+      expect(code).toBe(1);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    'SSH connection dropped mid-step: the step fails saying so, and the VM is stopped',
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const { code, out } = await cli(['lab', 'ssh-drop'], env).done;
+      expect(out).toContain('the SSH connection to the guest was lost');
+      expect(code).toBe(1);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+});
+
+describe('the machine never comes up', () => {
+  it(
+    'a guest that panics at boot (no init): a clear error with the console tail',
+    async () => {
+      const { tag, env } = tagged({ LAB_KERNEL_APPEND: 'rdinit=/nonexistent' });
+      const { code, out } = await cli(['lab', '1'], env).done;
+      expect(out).toContain('error: the VM did not boot: Kernel panic - not syncing');
+      expect(out).toMatch(/│ .*(VFS|init)/); // the console's last lines
+      expect(out).toContain('fix:   read the console log: build/logs/console-');
+      expect(code).toBe(2);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    'a kernel that never reaches init: the boot deadline fires, with the console tail',
+    async () => {
+      // A kernel image cut in half: its header is fine, its payload is not.
+      const k = resolveKernel();
+      const root2 = path.join(tmp, 'halfkernel');
+      fs.mkdirSync(path.join(root2, 'boot'), { recursive: true });
+      fs.mkdirSync(path.join(root2, 'lib/modules'), { recursive: true });
+      const image = path.join(root2, 'boot', `vmlinuz-${k.release}`);
+      const bytes = fs.readFileSync(k.image);
+      fs.writeFileSync(image, bytes.subarray(0, Math.floor(bytes.length / 2)));
+      fs.copyFileSync(k.configPath!, path.join(root2, 'boot', `config-${k.release}`));
+      fs.symlinkSync(k.modulesDir, path.join(root2, 'lib/modules', k.release));
+      const { tag, env } = tagged({ LAB_BOOT_TIMEOUT: '25' });
+      const { code, out } = await cli(['lab', '1', '--kernel', image], env).done;
+      expect(out).toMatch(/error: the VM did not boot: (no sshd within 25 s|QEMU exited)/);
+      expect(code).toBe(2);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    'the forwarded port is taken: the runner takes another one and the lab passes',
+    async () => {
+      const server = net.createServer().listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        const { tag, env } = tagged({ LAB_SSH_PORT: String(port) });
+        const { code, out } = await cli(['lab', '1', '--quiet'], env).done;
+        expect(out).toContain(`port ${port} on 127.0.0.1 was taken; trying another`);
+        expect(out).toContain('✔ PASS Lab 01');
+        expect(code).toBe(0);
+        expect(qemuPids(tag)).toEqual([]);
+      } finally {
+        server.close();
+      }
+    },
+    VM_MS,
+  );
+});
+
+describe('signals at each phase', () => {
+  it(
+    'SIGTERM while building the BPF objects: exit 143, nothing left',
+    async () => {
+      // A make that takes its time, so the signal lands during the build.
+      const bin = path.join(tmp, 'slowmake');
+      fs.mkdirSync(bin, { recursive: true });
+      fs.writeFileSync(path.join(bin, 'make'), '#!/bin/sh\necho building >&2\nsleep 30\nexec /usr/bin/make "$@"\n', { mode: 0o755 });
+      const { tag, env } = tagged({ PATH: `${bin}:${process.env.PATH}` });
+      const run = cli(['lab', '1'], env);
+      await new Promise((r) => setTimeout(r, 4000));
+      run.child.kill('SIGTERM');
+      const { code } = await run.done;
+      expect(code).toBe(143);
+      expect(qemuPids(tag)).toEqual([]);
+      expect(pgrep(`${bin}/make`)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it(
+    'SIGTERM while the VM boots: exit 143, no QEMU left',
+    async () => {
+      const { tag, env } = tagged();
+      const run = cli(['lab', '1'], env);
+      const end = Date.now() + 60_000;
+      while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      expect(qemuPids(tag)).toHaveLength(1);
+      run.child.kill('SIGTERM');
+      const { code, out } = await run.done;
+      expect(out).toContain('SIGTERM: stopping the step and the VM');
+      expect(code).toBe(143);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    'Ctrl-C during the teardown: the cleanup is cut short, exit 130, no QEMU left',
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const run = cli(['lab', 'slow-cleanup'], env);
+      await waitForOutput(run, '✔ PASS', 180_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const t = Date.now();
+      run.child.kill('SIGINT');
+      const { code } = await run.done;
+      expect(Date.now() - t).toBeLessThan(25_000);
+      expect(code).toBe(130);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+});
+
+describe('bad input and kernels', () => {
+  it('a malformed lab file names file and line, no stack trace', async () => {
+    const { code, out } = await cli(['lab', 'bad-yaml'], { LABS_DIR: badLabs }).done;
+    expect(code).toBe(2);
+    expect(out).toMatch(/01-bad-yaml\/lab\.yaml:\d+: /);
+    expect(out).not.toMatch(/\n\s+at .*\.ts:\d+/);
+  });
+
+  it('a regex that does not compile names file and line', async () => {
+    const { code, out } = await cli(['lab', 'bad-regex'], { LABS_DIR: badLabs }).done;
+    expect(code).toBe(2);
+    expect(out).toMatch(/02-bad-regex\/lab\.yaml:7: steps\.0\.expect\.stdout\.matches: bad regular expression/);
+  });
+
+  it('a kernel without the required CONFIG_ options is refused before booting', async () => {
+    const k = resolveKernel();
+    const r2 = path.join(tmp, 'noconfig');
+    fs.mkdirSync(path.join(r2, 'boot'), { recursive: true });
+    fs.mkdirSync(path.join(r2, 'lib/modules'), { recursive: true });
+    fs.symlinkSync(k.image, path.join(r2, 'boot', `vmlinuz-${k.release}`));
+    fs.symlinkSync(k.modulesDir, path.join(r2, 'lib/modules', k.release));
+    const config = fs.readFileSync(k.configPath!, 'utf8').replace(/^CONFIG_NET_SOCK_MSG=y$/m, '# CONFIG_NET_SOCK_MSG is not set');
+    fs.writeFileSync(path.join(r2, 'boot', `config-${k.release}`), config);
+    const { code, out } = await cli(['lab', '1', '--kernel', path.join(r2, 'boot', `vmlinuz-${k.release}`)]).done;
+    expect(code).toBe(2);
+    expect(out).toContain('lacks CONFIG_NET_SOCK_MSG');
+    expect(out).toContain('npm run kernels -- fetch');
+  });
+
+  it(
+    'a lab needing a newer kernel is skipped with the reason, not failed',
+    async () => {
+      const { code, out } = await cli(['lab', 'newer-kernel'], { LABS_DIR: faults }).done;
+      expect(out).toMatch(/– SKIP Lab 03 Needs a kernel from the future: needs kernel 99\.0 or newer; this one is 6\./);
+      expect(code).toBe(0);
+    },
+    VM_MS,
+  );
+
+  it.runIf(process.getuid?.() === 0)('a read-only cache folder is refused before booting, with the fix', async () => {
+    const ro = path.join(tmp, 'rocache');
+    fs.mkdirSync(ro);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro]);
+    try {
+      const { code, out } = await cli(['lab', '1'], { LAB_CACHE_DIR: ro }).done;
+      expect(code).toBe(2);
+      expect(out).toContain(`${ro} is not writable`);
+      expect(out).toContain('export LAB_CACHE_DIR=');
+    } finally {
+      execFileSync('umount', [ro]);
+    }
+  });
+});
+
+describe('security', () => {
+  it(
+    'no lab can write to the host through the shares; sshd is reachable only via 127.0.0.1',
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const run = cli(['lab', 'host-readonly', '--quiet'], env);
+      // While the VM runs, QEMU's forward listens on 127.0.0.1 only.
+      await waitForOutput(run, 'qemu ready in', 180_000);
+      const [pid] = qemuPids(tag);
+      const listening = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes(`pid=${pid},`));
+      expect(listening.length).toBeGreaterThan(0);
+      for (const l of listening) expect(l).toMatch(/\s127\.0\.0\.1:\d+\s/);
+      const { code, out } = await run.done;
+      expect(out).toContain('✔ PASS Lab 02 The host stays read-only');
+      expect(code).toBe(0);
+      expect(fs.existsSync(path.join(faults, '02-host-readonly/written-by-guest'))).toBe(false);
+      expect(fs.existsSync('/usr/written-by-guest')).toBe(false);
+    },
+    VM_MS,
+  );
+
+  it(
+    'a throw-away VM leaves no key folder behind',
+    async () => {
+      const { tag, env } = tagged();
+      const run = cli(['lab', '1', '--quiet', '--no-warm'], env);
+      await waitForOutput(run, 'qemu ready in', 180_000);
+      const ours = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`));
+      // While the VM runs its keys exist, private to us…
+      expect(ours()).toHaveLength(1);
+      const dir = path.join(os.tmpdir(), ours()[0]);
+      expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+      expect(fs.statSync(path.join(dir, 'id_ed25519')).mode & 0o777).toBe(0o600);
+      const { code } = await run.done;
+      expect(code).toBe(0);
+      // …and after it, nothing.
+      expect(ours()).toEqual([]);
+    },
+    VM_MS,
+  );
+});
