@@ -5,7 +5,7 @@ import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
-import { listLabs, pickNext, reset, scaffold, validate } from './lab-commands.ts';
+import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-commands.ts';
 import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
@@ -29,13 +29,15 @@ const program = new Command('sockmap-labs')
 program
   .command('lab')
   .description('run labs in a throw-away VM (or "list" them)')
-  .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], validate, new NAME')
+  .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], solution N, validate, new NAME')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit or json reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
   .option('-s, --step', 'pause before each step: Enter runs it, s skips it, q quits')
+  .option('--solutions', "run the exercises with their reference solutions (CI does), not your files")
+  .option('--apply', 'with "solution N": copy the solution over your exercise files')
   .option('--no-warm', 'boot a fresh VM even when a warm one is up')
   .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
   .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
@@ -52,6 +54,8 @@ Examples:
   npm run lab new udp-redirect   start a new lab (for instructors; see docs/authoring.md)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 3 -- --step        pause before each step, to read and predict
+  npm run lab solution 5         the answer to lab 05's exercise, as a diff with your file
+  npm run lab solution 5 -- --apply    put the answer in place
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
   npm run lab all -- --kernel A --kernel B        every lab on two kernels, then a lab × kernel table
   npm run lab all -- --reporter junit --output results.xml
@@ -75,6 +79,9 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
       case 'new':
         console.log(scaffold(labs[1]));
         return;
+      case 'solution':
+        console.log(solution(labs[1], !!o.apply));
+        return;
       case 'next':
         labs = [pickNext()];
         console.log(out.dim(`» next unfinished lab: ${labs[0]}`));
@@ -90,6 +97,7 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
       quiet: o.quiet,
       warm: o.warm,
       step: o.step,
+      solutions: o.solutions,
       memoryMb: o.memory,
       timeoutScale: o.timeoutScale,
     });

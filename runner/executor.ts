@@ -91,6 +91,8 @@ export interface RunContext {
   signal?: AbortSignal;
   /** Multiplies every step timeout (slow machines, TCG). */
   timeoutScale?: number;
+  /** Use the reference solutions of exercises ($EXERCISE = solution/), as CI does. */
+  solutions?: boolean;
   /** Interactive mode: asked before each step (after its text is shown). */
   beforeStep?: (lab: LoadedLab, step: Step) => Promise<'run' | 'skip' | 'quit'>;
 }
@@ -104,13 +106,19 @@ export const DEFAULT_STEP_TIMEOUT_S = 60;
 const TEARDOWN_GRACE_MS = 10_000;
 const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
 
+/** Compiler flags for a BPF program built in the guest (exercises): the multiarch dir holds asm/types.h. */
+export const BPF_CFLAGS = `-O2 -g -Wall -target bpf -I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`;
+
 /** Environment every step sees; the names are documented in docs/authoring.md. */
-export function labEnv(lab: LoadedLab, backend: Backend): Record<string, string> {
+export function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Record<string, string> {
   const p = backend.paths;
   // The lab's folder as the guest sees it (labs may live outside labs/, e.g. test fixtures).
   const rel = path.relative(projectRoot, lab.dir);
+  const labDir = rel.startsWith('..') ? lab.dir : `${p.project}/${rel}`;
   return {
-    LAB: rel.startsWith('..') ? lab.dir : `${p.project}/${rel}`,
+    LAB: labDir,
+    EXERCISE: `${labDir}/${solutions ? 'solution' : 'exercise'}`,
+    BPF_CFLAGS,
     STATE: `${p.state}/${lab.id}`,
     PIN: `${PIN_ROOT}/${lab.id}`,
     BUILD: p.build,
@@ -189,7 +197,7 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   const unmet = unmetNeeds(lab.spec.needs, ctx);
   if (unmet) return { lab, status: 'skipped', steps: skipAll(unmet), durationMs: 0, reason: unmet, startedAt };
 
-  const env = labEnv(lab, backend);
+  const env = labEnv(lab, backend, ctx.solutions);
   const results: StepResult[] = [];
   let failed = false;
   // Leftovers of an interrupted earlier run go first; then a fresh state dir and pin dir.

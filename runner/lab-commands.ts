@@ -1,4 +1,5 @@
-// The words `npm run lab` takes besides lab names: list, next, reset, validate, new.
+// The words `npm run lab` takes besides lab names: list, next, reset, validate, new, solution.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from './errors.ts';
@@ -102,4 +103,37 @@ changes:
 `,
   );
   return `created ${path.relative(process.cwd(), folder) || folder}/lab.yaml and broken.yaml\nrun it: npm run lab ${number}`;
+}
+
+/**
+ * `lab solution N`: the difference between the learner's exercise files and
+ * the reference; with apply, the reference copied over them.
+ */
+export function solution(which: string | undefined, apply: boolean): string {
+  if (!which) throw new UserError('which lab? e.g. npm run lab solution 5', 'npm run lab list');
+  const ref = discoverLabs().find((l) => (/^\d+$/.test(which) ? l.number === Number(which) : l.id === which || l.slug === which));
+  if (!ref) throw new UserError(`no lab "${which}"`, 'npm run lab list');
+  const lab = loadLab(ref);
+  const files = lab.spec.exercise?.files;
+  if (!files) {
+    const withEx = discoverLabs().filter((l) => loadLab(l).spec.exercise).map((l) => l.number);
+    throw new UserError(`lab ${ref.id} has no exercise`, withEx.length ? `labs with one: ${withEx.join(', ')}` : undefined);
+  }
+  const out: string[] = [];
+  for (const f of files) {
+    const mine = path.join(ref.dir, 'exercise', f);
+    const theirs = path.join(ref.dir, 'solution', f);
+    const rel = (p: string) => path.relative(process.cwd(), p) || p;
+    if (apply) {
+      fs.copyFileSync(theirs, mine);
+      out.push(`copied ${rel(theirs)} over ${rel(mine)}`);
+      continue;
+    }
+    // diff exits 1 when the files differ: that is the normal case here.
+    const r = spawnSync('diff', ['-u', '--label', `${rel(mine)} (yours)`, '--label', `${rel(theirs)} (solution)`, mine, theirs], { encoding: 'utf8' });
+    out.push(r.status === 0 ? `${rel(mine)}: yours is the solution already` : r.stdout.trimEnd());
+  }
+  if (apply) out.push(`run it: npm run lab ${lab.number}   (start over: git checkout -- ${path.relative(process.cwd(), path.join(ref.dir, 'exercise'))})`);
+  else out.push(`\nput the solution in place: npm run lab solution ${lab.number} -- --apply`);
+  return out.join('\n');
 }

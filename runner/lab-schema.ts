@@ -72,6 +72,19 @@ export const Lab = z
     /** Markdown: what the learner reads before the steps. */
     text: z.string().optional(),
     needs: Needs.optional(),
+    /**
+     * Files the learner completes, in the lab's exercise/ folder; the reference
+     * is in solution/. Steps use them as $EXERCISE/<file> ($EXERCISE is the
+     * solution/ folder with --solutions).
+     */
+    exercise: z
+      .object({
+        files: z.array(z.string().regex(/^[\w.-]+$/, 'a file name in exercise/')).min(1),
+        /** Markdown: what to do. */
+        text: z.string().optional(),
+      })
+      .strict()
+      .optional(),
     /** Run before the first step and after the last (even after a failure): remove all the lab creates. */
     cleanup: z.string().optional(),
     steps: z.array(Step).min(1),

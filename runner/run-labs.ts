@@ -39,6 +39,8 @@ export interface RunOptions {
   warm?: boolean;
   /** Pause before each step for a key (a terminal is needed). */
   step?: boolean;
+  /** Exercises run with their reference solutions. */
+  solutions?: boolean;
   quiet?: boolean;
   memoryMb?: number;
   timeoutScale?: number;
@@ -196,6 +198,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
           signal: controller.signal,
           timeoutScale: scale,
           beforeStep: o.step ? () => askStep() : undefined,
+          solutions: o.solutions,
         });
         r.machine = machine;
         results.push(r);

@@ -34,6 +34,9 @@ export function validateLabs(dir = labsDir()): ValidateResult {
       else throw e;
       continue;
     }
+    for (const f of spec.exercise?.files ?? [])
+      for (const sub of ['exercise', 'solution'])
+        if (!fs.existsSync(path.join(ref.dir, sub, f))) problems.push({ file: rel(path.join(ref.dir, sub, f)), line: 1, message: `missing: the exercise names ${f}, so ${sub}/${f} must exist` });
     const brokenFile = path.join(ref.dir, 'broken.yaml');
     try {
       const b = loadBroken(ref.dir);

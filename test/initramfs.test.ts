@@ -40,7 +40,8 @@ const MODULES_DEP = [
   '',
 ].join('\n');
 
-const MODULES_BUILTIN = ['kernel/drivers/virtio/virtio_ring.ko', 'kernel/fs/ext4/ext4.ko', ''].join('\n');
+// As in Debian's 6.12: virtio and virtio_pci built in.
+const MODULES_BUILTIN = ['kernel/drivers/virtio/virtio_ring.ko', 'kernel/drivers/virtio/virtio_pci.ko', 'kernel/fs/ext4/ext4.ko', ''].join('\n');
 
 function modulesDir(name: string, builtin = true): string {
   const dir = path.join(tmp, name);

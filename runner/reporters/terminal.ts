@@ -1,6 +1,7 @@
 // The human reporter: lab text, each step's command and streamed output, and a
 // verdict with expected vs. got on failure. On a TTY an ora spinner shows the
 // running step; in CI logs (no TTY) it prints plain lines only.
+import path from 'node:path';
 import ora, { type Ora } from 'ora';
 import type { Step } from '../lab-schema.ts';
 import type { LoadedLab } from '../labs.ts';
@@ -59,6 +60,14 @@ export class TerminalReporter implements Reporter {
     if (!this.o.quiet && lab.spec.text) {
       this.line();
       this.line(renderMarkdown(lab.spec.text, { width: this.width(), color: this.o.color }));
+    }
+    const ex = lab.spec.exercise;
+    if (ex) {
+      const files = ex.files.map((f) => path.relative(process.cwd(), path.join(lab.dir, 'exercise', f)) || f);
+      this.line();
+      this.line(this.p.bold(this.p.yellow(`✎ Exercise: complete ${files.join(', ')}`)));
+      if (!this.o.quiet && ex.text) this.line(renderMarkdown(ex.text, { width: this.width(), color: this.o.color, indent: '  ' }));
+      this.line(this.p.dim(`  Stuck? npm run lab solution ${lab.number} shows the answer; --apply puts it in place.`));
     }
   }
 

@@ -37,7 +37,7 @@ describe('broken variants of the real labs fail', () => {
         fs.cpSync(lab.dir, path.join(dir, lab.id), { recursive: true });
         fs.writeFileSync(path.join(dir, lab.id, 'lab.yaml'), `# broken: ${b.why}\n${stringify(broken)}`);
       }
-      const { code, out } = await cli(['lab', 'all', '--quiet'], { LABS_DIR: dir }).done;
+      const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions'], { LABS_DIR: dir }).done;
       expect(code).toBe(1);
       for (const e of expected) expect(out, `${e.id}: ${e.why}`).toContain(`✖ FAIL ${e.step}`);
       expect(out).toContain(`labs: 0 passed, ${labs.length} failed`);

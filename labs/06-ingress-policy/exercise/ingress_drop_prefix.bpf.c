@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
-// Ingress policy: an SK_SKB verdict program that reads the first bytes of the
-// data a socket receives and drops it when it starts with "DROP".
+// Exercise (lab 06): an ingress policy with SK_SKB.
 //
+// Drop received data that starts with "DROP"; let everything else through.
 // Attached to a SOCKMAP as skb_verdict (or as stream_verdict, behind a stream
-// parser), it runs for every socket in the map when data arrives, *before*
+// parser), this runs for every socket in the map when data arrives, *before*
 // the application can read it:
 //   SK_PASS  the data goes on to the socket's receive queue, as usual
 //   SK_DROP  the data is thrown away: the application never sees it
 // The sender is not told: its send() has already succeeded.
+//
+// The lab builds this file in the guest with:
+//   clang $BPF_CFLAGS -c ingress_drop_prefix.bpf.c -o ingress_drop_prefix.bpf.o
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -21,8 +24,8 @@ int drop_prefix(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, 0, head, sizeof(head)))
 		return SK_PASS;
 
-	if (head[0] == 'D' && head[1] == 'R' && head[2] == 'O' && head[3] == 'P')
-		return SK_DROP;
+	/* TODO: return SK_DROP when head holds 'D', 'R', 'O', 'P'. */
+
 	return SK_PASS;
 }
 
