@@ -181,6 +181,8 @@ function teardownCommand(lab: LoadedLab): string {
     'for f in "$STATE"/*.bgpid; do [ -e "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null; done',
     lab.spec.cleanup ? `( ${lab.spec.cleanup.trim()}\n) >/dev/null 2>&1` : '',
     'rm -rf "$STATE" "$PIN"',
+    // The shared parents go too once empty (another lab's pins keep them).
+    'rmdir "${PIN%/*}" "${STATE%/*}" 2>/dev/null',
     'true',
   ]
     .filter(Boolean)

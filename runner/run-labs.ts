@@ -41,6 +41,8 @@ export interface RunOptions {
   step?: boolean;
   /** Exercises run with their reference solutions. */
   solutions?: boolean;
+  /** Where the human reporter writes (default stdout); the soak test sends it to a log. */
+  out?: NodeJS.WritableStream;
   quiet?: boolean;
   memoryMb?: number;
   timeoutScale?: number;
@@ -133,7 +135,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
     throw new UserError('--step waits for your keys before each step, so it needs a terminal', `run it in a terminal, or without --step: npm run lab ${o.labs.join(' ')}`);
   const refs = selectLabs(discoverLabs(), o.labs);
   const labs = refs.map(loadLab);
-  const terminal = new TerminalReporter({ interactive: tty, color: colorWanted(), quiet: o.quiet });
+  const terminal = new TerminalReporter({ interactive: tty && !o.out, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
   const reporter = fanOut(
     parseReporterSpecs(o.reporters ?? [], o.output).map((r): Reporter => {
       switch (r.name) {

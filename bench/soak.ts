@@ -1,0 +1,136 @@
+// npm run soak [-- --runs N --labs 1,2,3 --cold M]: runs labs again and again
+// and, after every run, looks for what a run must not leave behind.
+//
+//   warm runs  one VM (`vm up`), N runs of the labs on it; after each: no new
+//              pins, netns, cgroups, BPF programs or maps, lab processes or
+//              state in the guest; one QEMU and one key folder on the host
+//   cold runs  M runs that each boot their own VM; after each: no QEMU and
+//              no key folder of ours left on the host
+// and the runner's own memory (heap after GC) across runs. Prints a table.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { runLabs } from '../runner/run-labs.ts';
+import { vmExec, vmUp } from '../runner/vm-commands.ts';
+import { stopWarm } from '../vm/warm.ts';
+import { execFileSync } from 'node:child_process';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    labs: { type: 'string', default: '1,2,3' },
+    cold: { type: 'string', default: '1' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run soak [-- --runs N --labs 1,2,3|all --cold M]\n  N warm runs on one VM (default 3), then M cold runs (default 1); prints runs, failures and leaks.');
+  process.exit(0);
+}
+const runs = Number(values.runs);
+const coldRuns = Number(values.cold);
+const labs = values.labs === 'all' ? ['all'] : values.labs.split(',');
+
+// Our own tag and warm-VM folder, apart from anything else on the machine.
+const tag = `soak${process.pid}`;
+process.env.LAB_RUN_TAG = tag;
+process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-soak-'));
+process.env.LAB_STATE_HOME = process.env.LAB_VM_DIR;
+const logFile = path.join('build', 'logs', `soak-${process.pid}.log`);
+fs.mkdirSync(path.dirname(logFile), { recursive: true });
+const log = fs.createWriteStream(logFile);
+
+const GUEST_COUNTS = [
+  'echo "pins $(find /sys/fs/bpf -mindepth 1 | wc -l)"',
+  'echo "netns $(ip netns list | wc -l)"',
+  'echo "cgroups $(find /sys/fs/cgroup -mindepth 1 -type d | wc -l)"',
+  'echo "progs $(bpftool prog show | grep -c "^[0-9]")"',
+  'echo "maps $(bpftool map show | grep -c "^[0-9]")"',
+  'echo "procs $(ps -e -o comm= | grep -cE "^(socklab|socat|sockperf|ncat|nc|sleep)$")"',
+  'echo "state $(ls /run/sockmap-labs/state 2>/dev/null | wc -l)"',
+  'echo "links $(ip -o link | wc -l)"',
+].join('; ');
+
+async function guestCounts(): Promise<Record<string, number>> {
+  let text = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((c: string) => ((text += c), true)) as typeof process.stdout.write;
+  try {
+    await vmExec(GUEST_COUNTS);
+  } finally {
+    process.stdout.write = write;
+  }
+  return Object.fromEntries(text.trim().split('\n').map((l) => [l.split(' ')[0], Number(l.split(' ')[1])]));
+}
+
+function hostCounts() {
+  let qemus = 0;
+  try {
+    qemus = execFileSync('pgrep', ['-f', `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n')
+      .filter(Boolean).length;
+  } catch {
+    /* none */
+  }
+  const keyDirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`)).length;
+  return { qemus, keyDirs };
+}
+
+function heapMiB(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+interface Row {
+  kind: string;
+  run: number;
+  exit: number;
+  seconds: number;
+  leaks: string[];
+  heap: number;
+}
+const rows: Row[] = [];
+
+console.log(`soak: ${runs} warm run(s) of lab ${labs.join(' ')}, then ${coldRuns} cold; output in ${logFile}`);
+await vmUp({});
+try {
+  const base = await guestCounts();
+  for (let i = 1; i <= runs; i++) {
+    const t = Date.now();
+    const exit = await runLabs({ labs, backend: 'qemu', quiet: true, solutions: true, out: log });
+    const now = await guestCounts();
+    const host = hostCounts();
+    const leaks = Object.keys(base).filter((k) => now[k] > base[k]).map((k) => `${k} ${base[k]}→${now[k]}`);
+    if (host.qemus !== 1) leaks.push(`qemus ${host.qemus}`);
+    if (host.keyDirs !== 1) leaks.push(`key folders ${host.keyDirs}`);
+    rows.push({ kind: 'warm', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
+    console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
+  }
+} finally {
+  await stopWarm();
+}
+for (let i = 1; i <= coldRuns; i++) {
+  const t = Date.now();
+  const exit = await runLabs({ labs, backend: 'qemu', quiet: true, solutions: true, warm: false, out: log });
+  const host = hostCounts();
+  const leaks = [...(host.qemus ? [`qemus ${host.qemus}`] : []), ...(host.keyDirs ? [`key folders ${host.keyDirs}`] : [])];
+  rows.push({ kind: 'cold', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
+  console.log(`cold ${i}/${coldRuns}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
+}
+fs.rmSync(process.env.LAB_VM_DIR!, { recursive: true, force: true });
+log.end();
+
+console.log(`\n${'kind'.padEnd(5)} ${'runs'.padStart(4)} ${'failed'.padStart(6)} ${'leaky'.padStart(5)} ${'mean s'.padStart(7)} ${'heap MiB first→last'.padStart(20)}`);
+for (const kind of ['warm', 'cold']) {
+  const r = rows.filter((x) => x.kind === kind);
+  if (!r.length) continue;
+  const mean = r.reduce((a, x) => a + x.seconds, 0) / r.length;
+  console.log(
+    `${kind.padEnd(5)} ${String(r.length).padStart(4)} ${String(r.filter((x) => x.exit !== 0).length).padStart(6)} ${String(r.filter((x) => x.leaks.length).length).padStart(5)} ${mean.toFixed(1).padStart(7)} ${`${r[0].heap.toFixed(1)}→${r[r.length - 1].heap.toFixed(1)}`.padStart(20)}`,
+  );
+}
+const bad = rows.filter((x) => x.exit !== 0 || x.leaks.length).length;
+console.log(bad ? `\n${bad} run(s) failed or leaked` : '\nno failures, no leaks');
+process.exitCode = bad ? 1 : 0;
