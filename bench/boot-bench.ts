@@ -4,6 +4,7 @@
 //   cold       QemuBackend.start() until SSH answers (initramfs cached, fresh keys, boot, sshd)
 //   step       one trivial step (`true`) on a warm VM, through the full step wrapper
 //   lab 01     every step of lab 01 on a warm VM, checks included
+//   re-run     lab 01 cold (boot + lab + stop) against warm (attach + lab + detach)
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,8 @@ import { QemuBackend } from '../vm/qemu.ts';
 import { fanOut, runLab } from '../runner/executor.ts';
 import { discoverLabs, loadLab } from '../runner/labs.ts';
 import { buildBpf } from '../runner/run-labs.ts';
+import { vmUp } from '../runner/vm-commands.ts';
+import { AttachedBackend, stopWarm } from '../vm/warm.ts';
 import fs from 'node:fs';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, steps: { type: 'string', default: '20' }, help: { type: 'boolean', short: 'h' } } });
@@ -80,12 +83,51 @@ for (let i = 0; i < runs; i++) {
   }
 }
 
+// 5. A whole lab, cold against warm, as `npm run lab 1` does either way.
+const labRef = discoverLabs()[0];
+const coldLab: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const t = Date.now();
+  const b = new QemuBackend({ kernel, accel });
+  try {
+    await b.start();
+    const r = await runLab(loadLab(labRef), b, quiet, { kernelRelease: kernel.release });
+    if (r.status !== 'passed') throw new Error('cold lab run failed');
+  } finally {
+    await b.stop();
+  }
+  coldLab.push(Date.now() - t);
+}
+process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-bench-'));
+const warmLab: number[] = [];
+try {
+  const state = await vmUp({});
+  for (let i = 0; i < runs; i++) {
+    const t = Date.now();
+    const b = new AttachedBackend(state);
+    try {
+      await b.start();
+      const r = await runLab(loadLab(labRef), b, quiet, { kernelRelease: kernel.release });
+      if (r.status !== 'passed') throw new Error('warm lab run failed');
+    } finally {
+      await b.stop();
+    }
+    warmLab.push(Date.now() - t);
+  }
+} finally {
+  await stopWarm();
+  fs.rmSync(process.env.LAB_VM_DIR, { recursive: true, force: true });
+}
+
 const rows: [string, string, string][] = [
   ['floor: QEMU + busybox init', fmt(median(floor)), floor.map(fmt).join(', ')],
   ['cold: start to SSH ready', fmt(median(cold)), cold.map(fmt).join(', ')],
   ['cold / floor', `${(median(cold) / median(floor)).toFixed(2)}×`, ''],
   ['warm: trivial step', `${median(steps)} ms`, `min ${Math.min(...steps)} ms, max ${Math.max(...steps)} ms, n=${steps.length}`],
   ['warm: lab 01, all steps', fmt(labMs), ''],
+  ['lab 01 cold: boot+lab+stop', fmt(median(coldLab)), coldLab.map(fmt).join(', ')],
+  ['lab 01 warm: attach+lab', fmt(median(warmLab)), warmLab.map(fmt).join(', ')],
+  ['warm re-run speed-up', `${(median(coldLab) / median(warmLab)).toFixed(1)}×`, ''],
 ];
 for (const [name, value, detail] of rows) console.log(`${name.padEnd(30)} ${value.padStart(9)}   ${detail}`);
 console.log('\nreference (prototype, TCG): 4 s to busybox init, 11.1 s to a working sshd');
