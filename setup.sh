@@ -15,7 +15,7 @@ PACKAGES=(
   openssh-server openssh-client  # sshd inside the guest (the host's binary), ssh-keygen
   clang llvm libbpf-dev gcc make libc6-dev linux-libc-dev  # BPF programs and C helpers
   bpftool iproute2 strace socat ncat sockperf util-linux  # what the labs run in the guest
-  libxml2-utils tmux  # tests: xmllint checks the JUnit report, tmux drives the interactive modes
+  libxml2-utils tmux chromium  # tests: xmllint (JUnit schema), tmux (interactive modes), chromium (the HTML report)
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

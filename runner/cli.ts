@@ -7,6 +7,7 @@ import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
 import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-commands.ts';
 import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
+import { addMatrixCommand } from './matrix/cli.ts';
 import { runLabs, type BackendName } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
 
@@ -32,8 +33,8 @@ program
   .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], solution N, validate, new NAME')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
-  .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
-  .option('-o, --output <file>', 'file for the one junit or json reporter')
+  .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
   .option('-s, --step', 'pause before each step: Enter runs it, s skips it, q quits')
   .option('--solutions', "run the exercises with their reference solutions (CI does), not your files")
@@ -59,6 +60,7 @@ Examples:
   npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
   npm run lab all -- --kernel A --kernel B        every lab on two kernels, then a lab × kernel table
   npm run lab all -- --reporter junit --output results.xml
+  npm run lab all -- --reporter html --output report.html   the whole run as one page
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
 Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR, LAB_STATE_HOME (progress).
@@ -168,6 +170,8 @@ program
   .action(async () => {
     process.exitCode = await vmShell();
   });
+
+addMatrixCommand(program);
 
 program
   .command('doctor')

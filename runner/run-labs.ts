@@ -18,6 +18,7 @@ import { loadProgress, recordResult, saveProgress } from './progress.ts';
 import { fanOut, QUIT_BY_YOU, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
 import { askStep } from './step-prompt.ts';
 import { GithubAnnotationsReporter } from './reporters/github.ts';
+import { HtmlReporter } from './reporters/html.ts';
 import { MarkdownSummaryReporter } from './reporters/markdown.ts';
 import { JsonLinesReporter } from './reporters/json.ts';
 import { JUnitReporter } from './reporters/junit.ts';
@@ -102,13 +103,13 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | '
   return { backend: new QemuBackend({ kernel, memoryMb: o.memoryMb, log }) as Backend, config, kernel };
 }
 
-/** A reporter named on the command line: human, junit[=FILE], json[=FILE], markdown[=FILE], github. */
+/** A reporter named on the command line: human, junit[=FILE], json[=FILE], markdown[=FILE], html[=FILE], github. */
 export interface ReporterSpec {
   name: (typeof REPORTERS)[number];
   file?: string;
 }
-const REPORTERS = ['human', 'junit', 'json', 'markdown', 'github'] as const;
-const DEFAULT_FILES: Record<string, string> = { junit: 'results.xml', json: 'results.jsonl', markdown: 'summary.md' };
+const REPORTERS = ['human', 'junit', 'json', 'markdown', 'html', 'github'] as const;
+const DEFAULT_FILES: Record<string, string> = { junit: 'results.xml', json: 'results.jsonl', markdown: 'summary.md', html: 'report.html' };
 
 export function parseReporterSpecs(specs: string[], output?: string): ReporterSpec[] {
   const out: ReporterSpec[] = [];
@@ -120,7 +121,7 @@ export function parseReporterSpecs(specs: string[], output?: string): ReporterSp
   }
   const files = out.filter((r) => r.name in DEFAULT_FILES);
   if (output) {
-    if (files.length !== 1) throw new UserError('--output names the file of one junit, json or markdown reporter; with several, give each its own: --reporter junit=a.xml --reporter json=b.jsonl');
+    if (files.length !== 1) throw new UserError('--output names the file of one junit, json, markdown or html reporter; with several, give each its own: --reporter junit=a.xml --reporter json=b.jsonl');
     files[0].file = output;
   }
   for (const r of files) r.file ??= DEFAULT_FILES[r.name];
@@ -145,6 +146,8 @@ export async function runLabs(o: RunOptions): Promise<number> {
           return new JsonLinesReporter(r.file!);
         case 'markdown':
           return new MarkdownSummaryReporter(r.file!);
+        case 'html':
+          return new HtmlReporter(r.file!);
         case 'github':
           return new GithubAnnotationsReporter();
         default:

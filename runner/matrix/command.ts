@@ -1,0 +1,187 @@
+// `npm run matrix`: boot each kernel, run bpf/helpers/sockmap-matrix in it
+// (every redirect mode × socket kind × socket kind, SOCKMAP and SOCKHASH,
+// then inserts alone), and show what the kernel did: tables, the comparison
+// with the talk's cheat sheet, and what changed between kernels. Files on
+// request: --json, --markdown, --html.
+import fs from 'node:fs';
+import path from 'node:path';
+import ora from 'ora';
+import type { Backend } from '../../vm/backend.ts';
+import { projectRoot } from '../../vm/cache.ts';
+import { requirePassing, vmChecks } from '../doctor.ts';
+import { UserError } from '../errors.ts';
+import { renderHtmlReport } from '../reporters/html.ts';
+import { buildBpf, makeBackend } from '../run-labs.ts';
+import { colorWanted, paint } from '../style.ts';
+import { loadCheatsheet } from './cheatsheet.ts';
+import { diffAll } from './diff.ts';
+import { labelMatrices, parseProbeOutput, ProbeOutputError, type Matrix } from './model.ts';
+import { reportJson, reportMarkdown, terminalComparison, terminalDiff, terminalMatrix } from './render.ts';
+
+export interface MatrixOptions {
+  /** Guest kernel images; one matrix each (default: the one `npm run lab` would boot). */
+  kernels?: string[];
+  /** Write the run as one self-contained HTML page. */
+  html?: string;
+  /** Write every probe, the comparison and the diffs as JSON (default: build/matrix/matrix.json). */
+  json?: string;
+  /** Append the tables as markdown, like the markdown reporter: fine for $GITHUB_STEP_SUMMARY (default: build/matrix/matrix.md, rewritten). */
+  markdown?: string;
+  /** qemu (default) or host (the host kernel, as root). */
+  backend?: 'qemu' | 'host';
+  /** false: never attach to the warm VM. */
+  warm?: boolean;
+  /** Print every cell of the cheat-sheet comparison, not only the differences. */
+  all?: boolean;
+  memoryMb?: number;
+  /** Extra arguments for the probe, e.g. ['--no-attach'] or ['--mode', 'ingress-to-local']. */
+  probeArgs?: string[];
+  /** Where the text goes (default stdout). */
+  out?: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** Where the matrix goes when no file is named (build/ is not tracked). */
+export const DEFAULT_JSON = path.join(projectRoot, 'build/matrix/matrix.json');
+export const DEFAULT_MARKDOWN = path.join(projectRoot, 'build/matrix/matrix.md');
+
+/** The probe's command line in the guest: the VSOCK loopback transport first, then the probe. */
+export function probeCommand(args: string[] = []): string {
+  const quoted = args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
+  return ['modprobe vsock_loopback 2>/dev/null', `sockmap-matrix ${quoted.join(' ')}`.trim()].join('\n');
+}
+
+/** Unloads what modprobe loaded (a warm VM or the host keeps running after us). */
+const UNLOAD_VSOCK = 'for _ in 1 2 3 4 5; do modprobe -r vsock_loopback vmw_vsock_virtio_transport_common vsock 2>/dev/null && break; sleep 0.3; done; true';
+
+/** Runs the probe on a started backend and reads its matrix. */
+export async function probeOn(
+  backend: Backend,
+  o: { args?: string[]; signal?: AbortSignal; timeoutMs?: number; onProbe?: (count: number) => void } = {},
+): Promise<{ matrix: Matrix; wallMs: number }> {
+  const env = { BUILD: backend.paths.build, PATH: `${backend.paths.build}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C' };
+  let count = 0;
+  const t0 = Date.now();
+  const r = await backend.exec(probeCommand(o.args), {
+    env,
+    timeoutMs: o.timeoutMs ?? 600_000,
+    signal: o.signal,
+    onStdout: (chunk) => {
+      count += chunk.split('{"probe":"').length - 1;
+      o.onProbe?.(count);
+    },
+  });
+  const wallMs = Date.now() - t0;
+  if (backend.name !== 'qemu') await backend.exec(UNLOAD_VSOCK, { env, timeoutMs: 30_000 }).catch(() => {});
+  if (o.signal?.aborted) throw new UserError('interrupted');
+  const tail = (r.stdout + r.stderr).trim().split('\n').slice(-15).join('\n');
+  if (r.timedOut) throw new UserError(`the probe did not finish in ${((o.timeoutMs ?? 600_000) / 1000).toFixed(0)} s`, undefined, tail);
+  let matrix: Matrix | undefined;
+  try {
+    matrix = parseProbeOutput(r.stdout);
+  } catch (e) {
+    if (e instanceof ProbeOutputError) throw new UserError(`the probe printed something unexpected: ${e.message}`, 'make -C bpf   (is build/bin/sockmap-matrix up to date?)', tail);
+    throw e;
+  }
+  if (r.code !== 0 || !matrix || matrix.probes === undefined)
+    throw new UserError(`the probe failed (exit ${r.code})`, 'make -C bpf   (then: npm run vm -- exec -- sockmap-matrix --grid, to see it run)', tail);
+  return { matrix, wallMs };
+}
+
+export async function matrixCommand(o: MatrixOptions = {}): Promise<number> {
+  const out = o.out ?? process.stdout;
+  const tty = !!out.isTTY && !process.env.CI;
+  const color = o.out ? false : colorWanted();
+  const p = paint(color);
+  const say = (s = '') => out.write(s + '\n');
+  const notice = (s: string) => say(p.dim(`» ${s}`));
+  const backendName = o.backend ?? 'qemu';
+  const sheet = loadCheatsheet();
+
+  const controller = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+    notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping the probe and the VM (press Ctrl-C again to quit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const matrices: Matrix[] = [];
+  const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
+  let backend: Backend | undefined;
+  const started = Date.now();
+  try {
+    if (backendName !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
+    await buildBpf(notice, controller.signal);
+    for (const kernelPath of kernels) {
+      if (controller.signal.aborted) break;
+      const made = await makeBackend({ backend: backendName, kernel: kernelPath, warm: o.warm, memoryMb: o.memoryMb }, notice);
+      backend = made.backend;
+      const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
+      const spin = tty ? ora({ text: `starting ${backendName} with ${what}…`, stream: out as NodeJS.WriteStream }).start() : undefined;
+      if (!spin) notice(`starting ${backendName} with ${what}…`);
+      const t0 = Date.now();
+      let info;
+      try {
+        info = await backend.start(controller.signal);
+      } finally {
+        spin?.stop();
+      }
+      notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+      const probing = tty ? ora({ text: 'probing…', stream: out as NodeJS.WriteStream }).start() : undefined;
+      if (!probing) notice('probing: every redirect mode × in socket × out socket, SOCKMAP and SOCKHASH, then inserts alone…');
+      let result;
+      try {
+        result = await probeOn(backend, { args: o.probeArgs, signal: controller.signal, onProbe: (n) => probing && (probing.text = `probing… ${n} lines`) });
+      } finally {
+        probing?.stop();
+      }
+      const m: Matrix = { ...result.matrix, accel: info.accel, backend: info.backend, startedAt: new Date(t0).toISOString() };
+      notice(`${m.probes} probes in ${((m.totalMs ?? 0) / 1000).toFixed(1)} s in the guest (${(result.wallMs / 1000).toFixed(1)} s with the SSH round trip)`);
+      matrices.push(m);
+      await backend.stop();
+      backend = undefined;
+    }
+  } catch (e) {
+    if (!interrupted) throw e;
+  } finally {
+    await backend?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const labelled = labelMatrices(matrices);
+  const diffs = diffAll(labelled);
+  for (const m of labelled) {
+    say();
+    say(terminalMatrix(m, p));
+    say();
+    say(terminalComparison(m, sheet, p, o.all));
+  }
+  for (const d of diffs) {
+    say();
+    say(terminalDiff(d, p));
+  }
+  const write = (file: string, text: string, append = false) => {
+    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (append) fs.appendFileSync(file, text);
+    else fs.writeFileSync(file, text);
+    notice(`wrote ${path.relative(process.cwd(), path.resolve(file)) || file}`);
+  };
+  if (labelled.length) {
+    say();
+    write(o.json ?? DEFAULT_JSON, JSON.stringify(reportJson(labelled, diffs, sheet), null, 2) + '\n');
+    write(o.markdown ?? DEFAULT_MARKDOWN, reportMarkdown(labelled, diffs, sheet), !!o.markdown);
+    if (o.html) write(o.html, renderHtmlReport({ title: 'SOCKMAP support matrix', results: [], matrices: labelled, cheatsheet: sheet, durationMs: Date.now() - started }));
+  }
+  if (interrupted) return interrupted === 'SIGTERM' ? 143 : 130;
+  // A cell the probe could not set up (e.g. no VSOCK transport) is a hole in the matrix: say so in the exit status.
+  const holes = labelled.flatMap((m) => m.redirect.filter((x) => x.outcome === 'error').map((x) => `${m.label}: ${x.mode} ${x.src}→${x.dst} (${x.errno})`));
+  if (holes.length) {
+    say(p.yellow(`${holes.length} cells could not be measured, e.g. ${holes[0]}`));
+    return 1;
+  }
+  return 0;
+}
