@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ora from 'ora';
 import { $ } from 'zx';
-import type { Backend } from '../vm/backend.ts';
+import type { Backend, BackendInfo } from '../vm/backend.ts';
 import { projectRoot } from '../vm/cache.ts';
 import { HostBackend, readHostConfig } from '../vm/host.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel } from '../vm/kernel.ts';
@@ -130,6 +130,76 @@ export function parseReporterSpecs(specs: string[], output?: string): ReporterSp
   return out;
 }
 
+/** A started machine, for the work done on it. */
+export interface Machine {
+  backend: Backend;
+  info: BackendInfo;
+  /** The kernel's build config, when known. */
+  config?: Map<string, string>;
+  /** Fires on Ctrl-C or SIGTERM. */
+  signal: AbortSignal;
+}
+
+/**
+ * One machine per kernel (one, the default, when none is named): the checks
+ * `npm run doctor` makes, then the BPF build, then for each kernel boot (or
+ * attach), `each`, stop. Ctrl-C or SIGTERM stops the work and the machine;
+ * a second Ctrl-C quits at once. Returns the signal that interrupted, if any.
+ * `each` returns 'stop' to skip the remaining kernels.
+ */
+export async function onEachMachine(
+  o: Pick<RunOptions, 'backend' | 'kernels' | 'warm' | 'memoryMb'>,
+  ui: { tty: boolean; notice: (line: string) => void; what: string; out?: NodeJS.WritableStream },
+  each: (m: Machine) => Promise<'stop' | void>,
+): Promise<NodeJS.Signals | undefined> {
+  const controller = new AbortController();
+  let backend: Backend | undefined;
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+    ui.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping ${ui.what} and the VM (press Ctrl-C again to quit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
+  try {
+    // A miss stops here, with its fix, before anything is built or booted.
+    if (o.backend !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
+    await buildBpf(ui.notice, controller.signal);
+    for (const kernelPath of kernels) {
+      if (controller.signal.aborted) break;
+      const made = await makeBackend({ ...o, kernel: kernelPath }, ui.notice);
+      backend = made.backend;
+      const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
+      const spin = ui.tty ? ora({ text: `starting ${o.backend} with ${what}…`, stream: (ui.out ?? process.stdout) as NodeJS.WriteStream }).start() : undefined;
+      if (!spin) ui.notice(`starting ${o.backend} with ${what}…`);
+      const t0 = Date.now();
+      let info: BackendInfo;
+      try {
+        info = await backend.start(controller.signal);
+      } finally {
+        spin?.stop();
+      }
+      ui.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+      const next = await each({ backend, info, config: made.config, signal: controller.signal });
+      await backend.stop();
+      backend = undefined;
+      if (next === 'stop') break;
+    }
+  } catch (e) {
+    // Interrupted while building or booting: the signal, not the error it caused, is the story.
+    if (!interrupted) throw e;
+  } finally {
+    await backend?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return interrupted;
+}
+
 export async function runLabs(o: RunOptions): Promise<number> {
   const tty = !!process.stdout.isTTY && !process.env.CI;
   if (o.step && !(process.stdin.isTTY && process.stdout.isTTY))
@@ -155,52 +225,20 @@ export async function runLabs(o: RunOptions): Promise<number> {
       }
     }),
   );
-  const controller = new AbortController();
-  let backend: Backend | undefined;
-  let interrupted: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) {
-      // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
-      process.exit(130);
-    }
-    interrupted = sig;
-    reporter.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping the step and the VM (press Ctrl-C again to quit at once)`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   const results: LabResult[] = [];
-  // One machine per kernel (one, the default, when none is named), all labs on each.
-  const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
+  let interrupted: NodeJS.Signals | undefined;
   try {
-    // The same checks as `npm run doctor`: a miss stops here, with its fix, before anything is built or booted.
-    if (o.backend !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
-    await buildBpf((s) => reporter.notice(s), controller.signal);
-    for (const kernelPath of kernels) {
-      if (controller.signal.aborted) break;
-      const made = await makeBackend({ ...o, kernel: kernelPath }, (s) => reporter.notice(s));
-      backend = made.backend;
-      const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
-      const spin = tty ? ora({ text: `starting ${o.backend} with ${what}…` }).start() : undefined;
-      if (!tty) reporter.notice(`starting ${o.backend} with ${what}…`);
-      const t0 = Date.now();
-      let info;
-      try {
-        info = await backend.start(controller.signal);
-      } finally {
-        spin?.stop();
-      }
-      reporter.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+    interrupted = await onEachMachine(o, { tty, notice: (s) => reporter.notice(s), what: 'the step' }, async ({ backend, info, config, signal }) => {
       const machine: MachineInfo = { backend: info.backend, kernelRelease: info.kernelRelease, accel: info.accel };
       reporter.machineStart(machine);
       const scale = o.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1);
       for (const [i, lab] of labs.entries()) {
-        if (controller.signal.aborted) break;
+        if (signal.aborted) return;
         reporter.labStart(lab, i, labs.length);
         const r = await runLab(lab, backend, reporter, {
           kernelRelease: info.kernelRelease,
-          kernelConfig: made.config,
-          signal: controller.signal,
+          kernelConfig: config,
+          signal,
           timeoutScale: scale,
           beforeStep: o.step ? () => askStep() : undefined,
           solutions: o.solutions,
@@ -209,23 +247,15 @@ export async function runLabs(o: RunOptions): Promise<number> {
         results.push(r);
         saveProgress(recordResult(loadProgress(), r));
         reporter.labEnd(r);
-        if (r.reason === QUIT_BY_YOU) break;
+        if (r.reason === QUIT_BY_YOU) return 'stop';
         const dead = backend.health?.();
         if (dead) {
           reporter.notice(`the machine is gone (${dead}): the remaining labs cannot run on it`);
-          break;
+          return;
         }
       }
-      await backend.stop();
-      backend = undefined;
-    }
-  } catch (e) {
-    // Interrupted while building or booting: the signal, not the error it caused, is the story.
-    if (!interrupted) throw e;
+    });
   } finally {
-    await backend?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     await reporter.runEnd(results);
   }
   // 128 + the signal number, as a shell reports a process killed by it.

@@ -8,10 +8,9 @@ import path from 'node:path';
 import ora from 'ora';
 import type { Backend } from '../../vm/backend.ts';
 import { projectRoot } from '../../vm/cache.ts';
-import { requirePassing, vmChecks } from '../doctor.ts';
 import { UserError } from '../errors.ts';
 import { renderHtmlReport } from '../reporters/html.ts';
-import { buildBpf, makeBackend } from '../run-labs.ts';
+import { onEachMachine } from '../run-labs.ts';
 import { colorWanted, paint } from '../style.ts';
 import { loadCheatsheet } from './cheatsheet.ts';
 import { diffAll } from './diff.ts';
@@ -97,60 +96,26 @@ export async function matrixCommand(o: MatrixOptions = {}): Promise<number> {
   const backendName = o.backend ?? 'qemu';
   const sheet = loadCheatsheet();
 
-  const controller = new AbortController();
-  let interrupted: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-    notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping the probe and the VM (press Ctrl-C again to quit at once)`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
   const matrices: Matrix[] = [];
-  const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
-  let backend: Backend | undefined;
   const started = Date.now();
-  try {
-    if (backendName !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
-    await buildBpf(notice, controller.signal);
-    for (const kernelPath of kernels) {
-      if (controller.signal.aborted) break;
-      const made = await makeBackend({ backend: backendName, kernel: kernelPath, warm: o.warm, memoryMb: o.memoryMb }, notice);
-      backend = made.backend;
-      const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
-      const spin = tty ? ora({ text: `starting ${backendName} with ${what}…`, stream: out as NodeJS.WriteStream }).start() : undefined;
-      if (!spin) notice(`starting ${backendName} with ${what}…`);
+  const interrupted = await onEachMachine(
+    { backend: backendName, kernels: o.kernels, warm: o.warm, memoryMb: o.memoryMb },
+    { tty, notice, what: 'the probe', out },
+    async ({ backend, info, signal }) => {
       const t0 = Date.now();
-      let info;
-      try {
-        info = await backend.start(controller.signal);
-      } finally {
-        spin?.stop();
-      }
-      notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
       const probing = tty ? ora({ text: 'probing…', stream: out as NodeJS.WriteStream }).start() : undefined;
       if (!probing) notice('probing: every redirect mode × in socket × out socket, SOCKMAP and SOCKHASH, then inserts alone…');
       let result;
       try {
-        result = await probeOn(backend, { args: o.probeArgs, signal: controller.signal, onProbe: (n) => probing && (probing.text = `probing… ${n} lines`) });
+        result = await probeOn(backend, { args: o.probeArgs, signal, onProbe: (n) => probing && (probing.text = `probing… ${n} lines`) });
       } finally {
         probing?.stop();
       }
       const m: Matrix = { ...result.matrix, accel: info.accel, backend: info.backend, startedAt: new Date(t0).toISOString() };
       notice(`${m.probes} probes in ${((m.totalMs ?? 0) / 1000).toFixed(1)} s in the guest (${(result.wallMs / 1000).toFixed(1)} s with the SSH round trip)`);
       matrices.push(m);
-      await backend.stop();
-      backend = undefined;
-    }
-  } catch (e) {
-    if (!interrupted) throw e;
-  } finally {
-    await backend?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+    },
+  );
 
   const labelled = labelMatrices(matrices);
   const diffs = diffAll(labelled);
