@@ -108,6 +108,11 @@ function semanticProblems(spec: LabSpec): { at: (string | number)[]; message: st
 }
 
 export function parseLab(text: string, file: string): LabSpec {
+  return parseLabWithLines(text, file).spec;
+}
+
+/** The lab, and the line in the file where each step starts (for CI annotations). */
+function parseLabWithLines(text: string, file: string): { spec: LabSpec; stepLines: number[] } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const rel = path.relative(process.cwd(), file) || file;
@@ -126,13 +131,9 @@ export function parseLab(text: string, file: string): LabSpec {
     );
   const extra = semanticProblems(parsed.data);
   if (extra.length) throw new LabFileError(extra.map((p) => ({ file: rel, line: lineOf(doc, lc, p.at), message: `${p.at.join('.')}: ${p.message}` })));
-  return parsed.data;
+  return { spec: parsed.data, stepLines: parsed.data.steps.map((_, i) => lineOf(doc, lc, ['steps', i])) };
 }
 
 export function loadLab(ref: LabRef): LoadedLab {
-  const text = fs.readFileSync(ref.file, 'utf8');
-  const spec = parseLab(text, ref.file);
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc });
-  return { ...ref, spec, stepLines: spec.steps.map((_, i) => lineOf(doc, lc, ['steps', i])) };
+  return { ...ref, ...parseLabWithLines(fs.readFileSync(ref.file, 'utf8'), ref.file) };
 }
