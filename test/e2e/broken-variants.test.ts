@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyBroken, loadBroken } from '../../runner/broken-variant.ts';
 import { discoverLabs, loadLab } from '../../runner/labs.ts';
-import { cli, root } from './cli-helpers.ts';
+import { cli, root, tail } from './cli-helpers.ts';
 
 const labs = discoverLabs(path.join(root, 'labs')).map(loadLab);
 // Inside the checkout, so the guest sees it through the project share.
@@ -38,7 +38,7 @@ describe('broken variants of the real labs fail', () => {
         fs.writeFileSync(path.join(dir, lab.id, 'lab.yaml'), `# broken: ${b.why}\n${stringify(broken)}`);
       }
       const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions'], { LABS_DIR: dir }).done;
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       for (const e of expected) expect(out, `${e.id}: ${e.why}`).toContain(`✖ FAIL ${e.step}`);
       expect(out).toContain(`labs: 0 passed, ${labs.length} failed`);
     },

@@ -49,3 +49,8 @@ export function qemuPids(tag?: string): number[] {
     return [];
   }
 }
+
+/** The last lines of a run's output, to show beside a failed assertion. */
+export function tail(out: string, lines = 40): string {
+  return `CLI output (last ${lines} lines):\n${out.trimEnd().split('\n').slice(-lines).join('\n')}`;
+}

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveKernel } from '../../vm/kernel.ts';
-import { cli, fixtures, qemuPids, root, waitForOutput } from './cli-helpers.ts';
+import { cli, fixtures, qemuPids, root, waitForOutput, tail } from './cli-helpers.ts';
 
 const faults = path.join(root, 'test/fixtures/faults');
 const badLabs = path.join(root, 'test/fixtures/bad-labs');
@@ -38,7 +38,7 @@ describe('the machine fails under a step', () => {
       const { code, out } = await cli(['lab', 'panic'], env).done;
       expect(out).toContain('the machine died during this step: Kernel panic - not syncing');
       expect(out).toContain('✖ FAIL Lab 01 Kernel panic mid-step');
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -54,7 +54,7 @@ describe('the machine fails under a step', () => {
       process.kill(pid, 'SIGKILL');
       const { code, out } = await run.done;
       expect(out).toContain('the machine died during this step: QEMU exited (killed by SIGKILL)');
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -66,7 +66,7 @@ describe('the machine fails under a step', () => {
       const { tag, env } = tagged({ LABS_DIR: faults });
       const { code, out } = await cli(['lab', 'ssh-drop'], env).done;
       expect(out).toContain('the SSH connection to the guest was lost');
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -82,7 +82,7 @@ describe('the machine never comes up', () => {
       expect(out).toContain('error: the VM did not boot: Kernel panic - not syncing');
       expect(out).toMatch(/│ .*(VFS|init)/); // the console's last lines
       expect(out).toContain('fix:   read the console log: build/logs/console-');
-      expect(code).toBe(2);
+      expect(code, tail(out)).toBe(2);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -104,7 +104,7 @@ describe('the machine never comes up', () => {
       const { tag, env } = tagged({ LAB_BOOT_TIMEOUT: '25' });
       const { code, out } = await cli(['lab', '1', '--kernel', image], env).done;
       expect(out).toMatch(/error: the VM did not boot: (no sshd within 25 s|QEMU exited)/);
-      expect(code).toBe(2);
+      expect(code, tail(out)).toBe(2);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -121,7 +121,7 @@ describe('the machine never comes up', () => {
         const { code, out } = await cli(['lab', '1', '--quiet'], env).done;
         expect(out).toContain(`port ${port} on 127.0.0.1 was taken; trying another`);
         expect(out).toContain('✔ PASS Lab 01');
-        expect(code).toBe(0);
+        expect(code, tail(out)).toBe(0);
         expect(qemuPids(tag)).toEqual([]);
       } finally {
         server.close();
@@ -144,7 +144,7 @@ describe('signals at each phase', () => {
       await new Promise((r) => setTimeout(r, 4000));
       run.child.kill('SIGTERM');
       const { code } = await run.done;
-      expect(code).toBe(143);
+      expect(code, tail(run.output())).toBe(143);
       expect(qemuPids(tag)).toEqual([]);
       expect(pgrep(`${bin}/make`)).toEqual([]);
     },
@@ -162,7 +162,7 @@ describe('signals at each phase', () => {
       run.child.kill('SIGTERM');
       const { code, out } = await run.done;
       expect(out).toContain('SIGTERM: stopping the step and the VM');
-      expect(code).toBe(143);
+      expect(code, tail(out)).toBe(143);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -179,7 +179,7 @@ describe('signals at each phase', () => {
       run.child.kill('SIGINT');
       const { code } = await run.done;
       expect(Date.now() - t).toBeLessThan(25_000);
-      expect(code).toBe(130);
+      expect(code, tail(run.output())).toBe(130);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
@@ -189,14 +189,14 @@ describe('signals at each phase', () => {
 describe('bad input and kernels', () => {
   it('a malformed lab file names file and line, no stack trace', async () => {
     const { code, out } = await cli(['lab', 'bad-yaml'], { LABS_DIR: badLabs }).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toMatch(/01-bad-yaml\/lab\.yaml:\d+: /);
     expect(out).not.toMatch(/\n\s+at .*\.ts:\d+/);
   });
 
   it('a regex that does not compile names file and line', async () => {
     const { code, out } = await cli(['lab', 'bad-regex'], { LABS_DIR: badLabs }).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toMatch(/02-bad-regex\/lab\.yaml:7: steps\.0\.expect\.stdout\.matches: bad regular expression/);
   });
 
@@ -210,7 +210,7 @@ describe('bad input and kernels', () => {
     const config = fs.readFileSync(k.configPath!, 'utf8').replace(/^CONFIG_NET_SOCK_MSG=y$/m, '# CONFIG_NET_SOCK_MSG is not set');
     fs.writeFileSync(path.join(r2, 'boot', `config-${k.release}`), config);
     const { code, out } = await cli(['lab', '1', '--kernel', path.join(r2, 'boot', `vmlinuz-${k.release}`)]).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toContain('lacks CONFIG_NET_SOCK_MSG');
     expect(out).toContain('npm run kernels -- fetch');
   });
@@ -220,7 +220,7 @@ describe('bad input and kernels', () => {
     async () => {
       const { code, out } = await cli(['lab', 'newer-kernel'], { LABS_DIR: faults }).done;
       expect(out).toMatch(/– SKIP Lab 03 Needs a kernel from the future: needs kernel 99\.0 or newer; this one is 6\./);
-      expect(code).toBe(0);
+      expect(code, tail(out)).toBe(0);
     },
     VM_MS,
   );
@@ -231,7 +231,7 @@ describe('bad input and kernels', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro]);
     try {
       const { code, out } = await cli(['lab', '1'], { LAB_CACHE_DIR: ro }).done;
-      expect(code).toBe(2);
+      expect(code, tail(out)).toBe(2);
       expect(out).toContain(`${ro} is not writable`);
       expect(out).toContain('export LAB_CACHE_DIR=');
     } finally {
@@ -256,7 +256,7 @@ describe('security', () => {
       for (const l of listening) expect(l).toMatch(/\s127\.0\.0\.1:\d+\s/);
       const { code, out } = await run.done;
       expect(out).toContain('✔ PASS Lab 02 The host stays read-only');
-      expect(code).toBe(0);
+      expect(code, tail(out)).toBe(0);
       expect(fs.existsSync(path.join(faults, '02-host-readonly/written-by-guest'))).toBe(false);
       expect(fs.existsSync('/usr/written-by-guest')).toBe(false);
     },
@@ -276,7 +276,7 @@ describe('security', () => {
       expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
       expect(fs.statSync(path.join(dir, 'id_ed25519')).mode & 0o777).toBe(0o600);
       const { code } = await run.done;
-      expect(code).toBe(0);
+      expect(code, tail(run.output())).toBe(0);
       // …and after it, nothing.
       expect(ours()).toEqual([]);
     },

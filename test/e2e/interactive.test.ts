@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, testStateHome } from './cli-helpers.ts';
+import { cli, testStateHome, tail } from './cli-helpers.ts';
 import { Tmux } from './tty.ts';
 
 const sessions: Tmux[] = [];
@@ -44,7 +44,7 @@ describe('in a terminal', () => {
 
   it('--step without a terminal is a clear error', async () => {
     const { code, out } = await cli(['lab', '1', '--step']).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toContain('--step waits for your keys before each step, so it needs a terminal');
   });
 

@@ -1,7 +1,7 @@
 // End to end: the real CLI boots the real guest kernel (TCG when KVM does not
 // work) and runs labs in it. Slow by nature: each test boots one VM.
 import { describe, expect, it } from 'vitest';
-import { cli, fixtures, qemuPids, waitForOutput } from './cli-helpers.ts';
+import { cli, fixtures, qemuPids, waitForOutput, tail } from './cli-helpers.ts';
 
 const VM_TEST_MS = 240_000;
 
@@ -14,7 +14,7 @@ describe('lab runs in a real VM', () => {
       expect(out).toContain('✔ PASS Lab 01');
       expect(out).toContain('✔ PASS Lab 02');
       expect(out).toContain('labs: 2 passed, 0 failed, 0 skipped');
-      expect(code).toBe(0);
+      expect(code, tail(out)).toBe(0);
     },
     VM_TEST_MS,
   );
@@ -23,7 +23,7 @@ describe('lab runs in a real VM', () => {
     'a lab with a wrong expectation fails with a readable diff and exit code 1',
     async () => {
       const { code, out } = await cli(['lab', 'broken'], { LABS_DIR: fixtures }).done;
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       expect(out).toContain('✖ FAIL step 1/2: Create a SOCKMAP');
       // The command, what was expected, what the kernel did.
       expect(out).toMatch(/command:\n\s+bpftool map create \$PIN\/sockmap/);
@@ -38,7 +38,7 @@ describe('lab runs in a real VM', () => {
     'a step over its timeout is killed and fails; the run goes on to clean up',
     async () => {
       const { code, out } = await cli(['lab', 'slow', '--timeout-scale', '0.002'], { LABS_DIR: fixtures }).done;
-      expect(code).toBe(1);
+      expect(code, tail(out)).toBe(1);
       expect(out).toMatch(/finished in time\n\s+expected: the command to finish\n\s+got:\s+killed after/);
     },
     VM_TEST_MS,
@@ -54,7 +54,7 @@ describe('lab runs in a real VM', () => {
       run.child.kill('SIGINT');
       const { code, out } = await run.done;
       expect(out).toContain('Ctrl-C: stopping the step and the VM');
-      expect(code).toBe(130);
+      expect(code, tail(out)).toBe(130);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_TEST_MS,
@@ -64,7 +64,7 @@ describe('lab runs in a real VM', () => {
 describe('bad input, no VM needed', () => {
   it('an unknown lab lists the labs and exits 2', async () => {
     const { code, out } = await cli(['lab', '99']).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toContain('no lab "99"');
     expect(out).toContain('01-create-map');
     expect(out).toContain('fix:');
@@ -72,14 +72,14 @@ describe('bad input, no VM needed', () => {
 
   it('a missing kernel says how to get one', async () => {
     const { code, out } = await cli(['lab', '1', '--kernel', '/nonexistent/vmlinuz']).done;
-    expect(code).toBe(2);
+    expect(code, tail(out)).toBe(2);
     expect(out).toContain('kernel image /nonexistent/vmlinuz does not exist');
     expect(out).toContain('npm run kernels -- fetch');
   });
 
   it('--help shows examples', async () => {
     const { code, out } = await cli(['lab', '--help']).done;
-    expect(code).toBe(0);
+    expect(code, tail(out)).toBe(0);
     expect(out).toContain('Examples:');
     expect(out).toContain('npm run lab all');
   });
