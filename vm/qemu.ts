@@ -112,10 +112,6 @@ export class QemuBackend implements Backend {
 
   constructor(private readonly o: QemuOptions) {}
 
-  get consoleTail(): string {
-    return this.qemu?.tail() ?? '';
-  }
-
   async start(signal?: AbortSignal): Promise<BackendInfo> {
     const log = this.o.log ?? (() => {});
     const t0 = Date.now();
