@@ -5,6 +5,8 @@
 //   step       one trivial step (`true`) on a warm VM, through the full step wrapper
 //   lab 01     every step of lab 01 on a warm VM, checks included
 //   re-run     lab 01 cold (boot + lab + stop) against warm (attach + lab + detach)
+//   cli        the same as a learner types it, `npm run lab 1 -- --quiet`, with and
+//              without a warm VM (adds npm, Node start, module loading, checks, make)
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,6 +22,7 @@ import { buildBpf } from '../runner/run-labs.ts';
 import { vmUp } from '../runner/vm-commands.ts';
 import { AttachedBackend, stopWarm } from '../vm/warm.ts';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, steps: { type: 'string', default: '20' }, help: { type: 'boolean', short: 'h' } } });
 if (values.help) {
@@ -100,8 +103,19 @@ for (let i = 0; i < runs; i++) {
 }
 process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-bench-'));
 const warmLab: number[] = [];
+const cliCold: number[] = [];
+const cliWarm: number[] = [];
+/** `npm run lab 1` as a learner runs it; its wall time. */
+function cliLab(extra: string[]): number {
+  const t = Date.now();
+  const r = spawnSync('npm', ['run', '-s', 'lab', '1', '--', '--quiet', ...extra], { encoding: 'utf8', env: { ...process.env, CI: '1', LAB_STATE_HOME: process.env.LAB_VM_DIR } }); // progress is not the learner's
+  if (r.status !== 0) throw new Error(`npm run lab 1 failed (exit ${r.status}):\n${r.stdout}${r.stderr}`);
+  return Date.now() - t;
+}
+for (let i = 0; i < runs; i++) cliCold.push(cliLab(['--no-warm']));
 try {
   const state = await vmUp({});
+  for (let i = 0; i < runs; i++) cliWarm.push(cliLab([]));
   for (let i = 0; i < runs; i++) {
     const t = Date.now();
     const b = new AttachedBackend(state);
@@ -128,6 +142,9 @@ const rows: [string, string, string][] = [
   ['lab 01 cold: boot+lab+stop', fmt(median(coldLab)), coldLab.map(fmt).join(', ')],
   ['lab 01 warm: attach+lab', fmt(median(warmLab)), warmLab.map(fmt).join(', ')],
   ['warm re-run speed-up', `${(median(coldLab) / median(warmLab)).toFixed(1)}×`, ''],
+  ['npm run lab 1, cold', fmt(median(cliCold)), cliCold.map(fmt).join(', ')],
+  ['npm run lab 1, warm VM', fmt(median(cliWarm)), cliWarm.map(fmt).join(', ')],
+  ['speed-up as typed', `${(median(cliCold) / median(cliWarm)).toFixed(1)}×`, ''],
 ];
 for (const [name, value, detail] of rows) console.log(`${name.padEnd(30)} ${value.padStart(9)}   ${detail}`);
 console.log('\nreference (prototype, TCG): 4 s to busybox init, 11.1 s to a working sshd');

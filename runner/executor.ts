@@ -202,8 +202,10 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   const env = labEnv(lab, backend, ctx.solutions);
   const results: StepResult[] = [];
   let failed = false;
-  // Leftovers of an interrupted earlier run go first; then a fresh state dir and pin dir.
-  await backend.exec(`${teardownCommand(lab)}\nmkdir -p "$STATE" "$PIN"`, { env, timeoutMs: 30_000 });
+  // Leftovers of an interrupted earlier run go first (a run makes $STATE before
+  // anything else, so without it there are none: on a clean VM this saves
+  // several process starts); then a fresh state dir and pin dir.
+  await backend.exec(`if [ -e "$STATE" ] || [ -e "$PIN" ]; then\n${teardownCommand(lab)}\nfi\nmkdir -p "$STATE" "$PIN"`, { env, timeoutMs: 30_000 });
   try {
     let quit = false;
     for (const [i, step] of steps.entries()) {

@@ -4,7 +4,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ora from 'ora';
-import { $ } from 'zx';
 import type { Backend, BackendInfo } from '../vm/backend.ts';
 import { projectRoot } from '../vm/cache.ts';
 import { HostBackend, readHostConfig } from '../vm/host.ts';
@@ -52,6 +51,7 @@ export interface RunOptions {
 /** Builds the BPF programs and helpers (make rebuilds only what changed). */
 export async function buildBpf(log: (s: string) => void = () => {}, signal?: AbortSignal): Promise<void> {
   if (!fs.existsSync(path.join(projectRoot, 'bpf/Makefile'))) return;
+  const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
   // Ctrl-C kills the build too (zx sends the abort to make's process group).
   const r = await $({ cwd: projectRoot, signal, detached: true })`make -s -C bpf`.nothrow().quiet();
   signal?.throwIfAborted();
@@ -87,7 +87,7 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | '
       cpus: 2,
       projectDir: projectRoot,
       connectSsh: (c) =>
-        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs' } }),
+        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs', agent: `${projectRoot}/build/bin/step-agent` } }),
     });
     return { backend: backend as Backend, config, kernel };
   }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { buildQemuArgs, kernelCommandLine, QBOOT, type QemuArgsInput } from '../vm/qemu-args.ts';
 
@@ -143,5 +144,16 @@ describe('buildQemuArgs with unusual paths', () => {
   it('doubles a comma in a shared directory path', () => {
     const args = buildQemuArgs({ ...base, shares: { project: '/home/me/labs,v2' } });
     expect(valueOf(args, '-fsdev')).toContain('path=/home/me/labs,,v2,');
+  });
+});
+
+describe('the TCG code-patching race', () => {
+  it('is told apart from other boot failures by its console signature', async () => {
+    const { TCG_PATCH_RACE } = await import('../vm/qemu.ts');
+    // A real console from a boot that hit it (6.12 under TCG, two vCPUs).
+    const oops = fs.readFileSync(new URL('./fixtures/console/tcg-int3-oops.log', import.meta.url), 'utf8');
+    expect(oops).toMatch(TCG_PATCH_RACE);
+    for (const other of ['Kernel panic - not syncing: No working init found.', 'Oops: general protection fault, probably for non-canonical address', 'sml-init: FAILED: mount host root over 9p'])
+      expect(other).not.toMatch(TCG_PATCH_RACE);
   });
 });

@@ -6,7 +6,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { $ } from 'zx';
 import { UserError } from '../runner/errors.ts';
 import { initramfsDir, projectRoot } from './cache.ts';
 import type { Kernel } from './kernel.ts';
@@ -93,6 +92,7 @@ export async function ensureInitramfs(kernel: Kernel, outDir = initramfsDir()): 
   const key = initramfsKey(kernel, busybox, modules);
   const out = path.join(outDir, `${kernel.release}-${key}.cpio.gz`);
   if (fs.existsSync(out)) return { path: out, built: false };
+  const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
   for (const tool of ['cpio', 'gzip', ...new Set(modules.map((m) => decompressCommand(m.file)[0]))])
     if ((await $`command -v ${tool}`.nothrow().quiet()).exitCode !== 0)
       throw new UserError(`${tool} is missing (needed to build the VM initramfs)`, `sudo apt-get install -y ${tool === 'xz' ? 'xz-utils' : tool}`);
@@ -122,6 +122,7 @@ export async function ensureInitramfs(kernel: Kernel, outDir = initramfsDir()): 
 
 /** File names inside an initramfs (for tests and `doctor`). */
 export async function listInitramfs(file: string): Promise<string[]> {
+  const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
   const r = await $`gzip -dc ${file} | cpio --quiet -it`.quiet();
   return r.stdout.split('\n').filter(Boolean);
 }

@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import { Client, type ClientChannel } from 'ssh2';
 import type { ExecOptions, ExecResult } from './backend.ts';
-import { wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
+import { StepAgent } from './step-agent.ts';
+import { shq, wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
 
 export interface SshConnectOptions {
   host: string;
@@ -70,6 +71,8 @@ export async function connectSsh(o: SshConnectOptions): Promise<SshTransport> {
 export class SshTransport {
   private closed = false;
   private stepCounter = 0;
+  /** The step agent: started on the first step; 'none' when the guest has none. */
+  private agent?: Promise<StepAgent | 'none'>;
 
   constructor(
     private readonly client: Client,
@@ -104,7 +107,33 @@ export class SshTransport {
     });
   }
 
+  /** Starts the agent over one channel, or settles on 'none' (no agent binary in the guest). */
+  private startAgent(path: string): Promise<StepAgent | 'none'> {
+    return (async () => {
+      const ch = await this.open(`exec ${shq(path)}`);
+      const agent = new StepAgent(ch, ch);
+      ch.stderr.resume();
+      try {
+        await agent.started(15_000);
+        return agent;
+      } catch {
+        ch.close();
+        return 'none' as const;
+      }
+    })();
+  }
+
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    if (this.wrapping.agent) {
+      this.agent ??= this.startAgent(this.wrapping.agent);
+      const agent = await this.agent;
+      if (agent !== 'none') return agent.exec(command, opts);
+    }
+    return this.execOnChannel(command, opts);
+  }
+
+  /** One SSH channel for one step, wrapped so the step can be killed from a second channel. */
+  private async execOnChannel(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const started = Date.now();
     const id = `${process.pid}-${++this.stepCounter}`;
     const ch = await this.open(wrapStep(command, id, this.wrapping, opts.env));

@@ -7,6 +7,12 @@
 export interface StepWrapping {
   /** Guest directory for step pid files. */
   pidDir: string;
+  /**
+   * Guest path of the step agent (bpf/helpers/step-agent.c). When set, steps run
+   * through one agent per connection instead of one SSH channel each, which is
+   * ~4x cheaper per step; a guest without it falls back to a channel per step.
+   */
+  agent?: string;
 }
 
 /** Single-quotes a string for bash. */

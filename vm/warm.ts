@@ -138,7 +138,7 @@ export class AttachedBackend implements Backend {
       hostPublicKey: this.state.hostPublicKey,
       deadlineMs: 10_000,
       signal,
-      wrapping: { pidDir: '/run/sockmap-labs/steps' },
+      wrapping: { pidDir: '/run/sockmap-labs/steps', agent: `${GUEST_PATHS.build}/bin/step-agent` },
     });
     return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
   }

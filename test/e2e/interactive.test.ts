@@ -52,7 +52,7 @@ describe('in a terminal', () => {
     'npm run shell gives a root prompt in the warm VM',
     async () => {
       const up = await cli(['vm', 'up'], { LAB_VM_DIR: vmDir }).done;
-      expect(up.code).toBe(0);
+      expect(up.code, tail(up.out)).toBe(0);
       const t = new Tmux('node_modules/.bin/tsx runner/cli.ts shell', { LAB_VM_DIR: vmDir, TERM: 'xterm-256color' });
       sessions.push(t);
       await t.waitFor(/root@sockmap-lab:~# $/m, 60_000);

@@ -14,7 +14,10 @@ ip route add default via 10.0.2.2
 
 mkdir -p /run/sshd /run/sockmap-labs/steps
 chmod 0755 /run/sshd
-/usr/sbin/sshd -e -f /run/sockmap-labs/vm/sshd_config || say "FAILED: sshd did not start"
+# -r: no re-exec of sshd per connection, which halves the time to attach to a
+# warm VM under TCG (0.55 -> 0.25 s); an sshd without -r gets a second try.
+sshd_config=/run/sockmap-labs/vm/sshd_config
+/usr/sbin/sshd -r -e -f $sshd_config 2>/dev/null || /usr/sbin/sshd -e -f $sshd_config || say "FAILED: sshd did not start"
 say "SSHD-STARTED"
 
 trap 'poweroff -f' TERM INT
