@@ -2,8 +2,8 @@
 // and, after every run, looks for what a run must not leave behind.
 //
 //   warm runs  one VM (`vm up`), N runs of the labs on it; after each: no new
-//              pins, netns, cgroups, BPF programs or maps, lab processes or
-//              state in the guest; one QEMU and one key folder on the host
+//              pins, netns, cgroups, BPF programs or maps, lab processes,
+//              step agents, sshd sessions or state in the guest; one QEMU and one key folder on the host
 //   cold runs  M runs that each boot their own VM; after each: no QEMU and
 //              no key folder of ours left on the host
 // and the runner's own memory (heap after GC) across runs. Prints a table.
@@ -50,6 +50,9 @@ const GUEST_COUNTS = [
   'echo "procs $(ps -e -o comm= | grep -cE "^(socklab|socat|sockperf|ncat|nc|sleep)$")"',
   'echo "state $(ls /run/sockmap-labs/state 2>/dev/null | wc -l)"',
   'echo "links $(ip -o link | wc -l)"',
+  // Each run's step agent and sshd session end with its connection (this count's own are in the base).
+  'echo "agents $(pgrep -c -x step-agent)"',
+  'echo "sshd $(pgrep -c -x sshd)"',
 ].join('; ');
 
 async function guestCounts(): Promise<Record<string, number>> {
