@@ -59,7 +59,7 @@ if [ -n "$need_root" ]; then
 fi
 
 say "guest kernel"
-npx tsx runner/cli.ts kernels fetch
+node runner/launch.mjs kernels fetch
 
 say "building BPF programs and helpers"
 make -s -C bpf

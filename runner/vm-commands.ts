@@ -32,13 +32,29 @@ export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<W
   const tty = !!process.stdout.isTTY && !process.env.CI;
   const spin = tty ? ora(`booting a warm VM with kernel ${kernel.release}…`).start() : undefined;
   const vm = new QemuBackend({ kernel, memoryMb: o.memoryMb, persistent: true, log: (l) => (spin ? (spin.text = l) : console.log(`» ${l}`)) });
+  // Ctrl-C or SIGTERM while booting: stop the half-booted VM, leave nothing.
+  const controller = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupted ??= sig;
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    await vm.start();
+    await vm.start(controller.signal);
   } catch (e) {
     await vm.stop();
+    if (interrupted) {
+      spin?.stop();
+      console.error(`${interrupted === 'SIGINT' ? 'Ctrl-C' : interrupted}: stopped the VM while it booted; no warm VM is up`);
+      process.exit(interrupted === 'SIGINT' ? 130 : 143);
+    }
     throw e;
   } finally {
     spin?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const state: WarmState = { ...vm.handle!, startedAt: new Date().toISOString(), projectRoot };
   writeState(state);

@@ -1,5 +1,6 @@
 // Where sockmap-labs keeps what it downloads or builds once and reuses:
 // kernels, initramfs images, the KVM probe verdict.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -12,5 +13,12 @@ export function cacheDir(): string {
 export const kernelsDir = () => path.join(cacheDir(), 'kernels');
 export const initramfsDir = () => path.join(cacheDir(), 'initramfs');
 
-/** The checkout this code runs from (the folder holding package.json). */
-export const projectRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+/**
+ * The checkout this code runs from: the nearest folder above this module that
+ * holds package.json (vm/ when run from source, build/cli/ when bundled).
+ */
+export const projectRoot = (() => {
+  let dir = path.dirname(new URL(import.meta.url).pathname);
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();

@@ -7,7 +7,11 @@ import { QEMU_BINARY } from './qemu-args.ts';
 /** Lines that mean the boot has failed for good. */
 const FATAL = [/Kernel panic - not syncing[^\n]*\n/, /sml-init: FAILED[^\n]*\n/, /sml-stage2: FAILED[^\n]*\n/];
 
-/** Every QEMU this process started and has not stopped yet, killed on exit. */
+/**
+ * Every QEMU this process started and has not stopped yet, killed on exit. A
+ * warm VM leaves the set (release()) only once it has booted, so an
+ * interrupted `vm up` leaves no QEMU.
+ */
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const p of live) if (p.pid) killGroup(p.pid, 'SIGKILL');
@@ -27,11 +31,6 @@ export function stripControl(s: string): string {
   return s.replace(/\x1b(\[[0-9;?]*[A-Za-z]|[a-zA-Z])/g, '').replace(/\r/g, '');
 }
 
-export interface QemuProcessOptions {
-  /** Outlive this process (a warm VM): not killed when the runner exits. */
-  persistent?: boolean;
-}
-
 export class QemuProcess {
   readonly child: ChildProcess;
   private console = '';
@@ -42,7 +41,6 @@ export class QemuProcess {
   constructor(
     args: string[],
     readonly logPath: string,
-    opts: QemuProcessOptions = {},
   ) {
     // QEMU writes its console (and its own errors) straight into the log file,
     // so a warm VM keeps working after the runner that started it exits.
@@ -50,8 +48,7 @@ export class QemuProcess {
     // Own process group: the terminal's Ctrl-C reaches us, not QEMU; we stop it in order.
     this.child = spawn(QEMU_BINARY, args, { stdio: ['ignore', log, log], detached: true });
     fs.closeSync(log);
-    if (opts.persistent) this.child.unref();
-    else live.add(this.child);
+    live.add(this.child);
     this.exited = new Promise((resolve) => {
       const done = (code: number | null, signal: NodeJS.Signals | null) => {
         live.delete(this.child);
@@ -61,6 +58,12 @@ export class QemuProcess {
       this.child.once('exit', done);
       this.child.once('error', () => done(127, null));
     });
+  }
+
+  /** Lets QEMU outlive this process (a warm VM that booted). */
+  release(): void {
+    live.delete(this.child);
+    this.child.unref();
   }
 
   /** Reads what QEMU appended to the log since the last look. */

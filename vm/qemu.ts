@@ -145,7 +145,7 @@ export class QemuBackend implements Backend {
     for (let attempt = 0; attempt < 3; attempt++) {
       // LAB_SSH_PORT asks for a port (tests use it to hit a taken one); a retry takes any free port.
       const port = attempt === 0 && process.env.LAB_SSH_PORT ? Number(process.env.LAB_SSH_PORT) : await freePort();
-      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog, { persistent: this.o.persistent });
+      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog);
       this.timings.spawned = Date.now() - t0;
       try {
         this.ssh = await this.connect(port, hostKey, clientKey, signal);
@@ -275,6 +275,7 @@ export class QemuBackend implements Backend {
   detach(): void {
     this.ssh?.close();
     this.ssh = undefined;
+    this.qemu?.release();
   }
 
   async stop(): Promise<void> {

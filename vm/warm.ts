@@ -86,13 +86,16 @@ export async function stopWarm(): Promise<WarmState | undefined> {
   return s;
 }
 
+let unlockOnExit = false;
+
 /** Takes the warm VM's lock; false when another live run holds it. */
 export function tryLock(): boolean {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       fs.writeFileSync(lockFile(), String(process.pid), { flag: 'wx', mode: 0o600 });
-      const release = () => unlock();
-      process.once('exit', release);
+      // One hook for the process, however many runs it makes (the soak makes hundreds).
+      if (!unlockOnExit) process.once('exit', () => unlock());
+      unlockOnExit = true;
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;

@@ -19,7 +19,8 @@ export interface CliRun {
 export const testStateHome = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-test-state-'));
 
 export function cli(args: string[], env: Record<string, string> = {}): CliRun {
-  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', ...args], {
+  // As `npm run lab` starts it (the bundled CLI, rebuilt when a source changed), minus npm.
+  const child = spawn(process.execPath, ['runner/launch.mjs', ...args], {
     cwd: root,
     env: { ...process.env, CI: '1', NO_COLOR: '1', LAB_STATE_HOME: testStateHome, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

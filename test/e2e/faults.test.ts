@@ -169,6 +169,25 @@ describe('signals at each phase', () => {
   );
 
   it(
+    'SIGTERM while `vm up` boots the warm VM: exit 143, no QEMU and no state left',
+    async () => {
+      const vmDir = fs.mkdtempSync(path.join(tmp, 'vm-up-'));
+      const { tag, env } = tagged({ LAB_VM_DIR: vmDir });
+      const run = cli(['vm', 'up'], env);
+      const end = Date.now() + 60_000;
+      while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+      expect(qemuPids(tag)).toHaveLength(1);
+      run.child.kill('SIGTERM');
+      const { code, out } = await run.done;
+      expect(code, tail(out)).toBe(143);
+      expect(out).toContain('no warm VM is up');
+      expect(qemuPids(tag)).toEqual([]);
+      expect((await cli(['vm', 'status'], env).done).out).toContain('no warm VM');
+    },
+    VM_MS,
+  );
+
+  it(
     'Ctrl-C during the teardown: the cleanup is cut short, exit 130, no QEMU left',
     async () => {
       const { tag, env } = tagged({ LABS_DIR: faults });

@@ -18,7 +18,7 @@ describe('in a terminal', () => {
   it(
     'lab --step renders the text, pauses before each step, and runs, skips or quits on a key',
     async () => {
-      const t = new Tmux('node_modules/.bin/tsx runner/cli.ts lab 1 --step --no-warm', { LAB_STATE_HOME: testStateHome, TERM: 'xterm-256color' });
+      const t = new Tmux('node runner/launch.mjs lab 1 --step --no-warm', { LAB_STATE_HOME: testStateHome, TERM: 'xterm-256color' });
       sessions.push(t);
       let s = await t.waitFor(/\[Enter\] run {3}\[s\] skip {3}\[q\] quit/, 180_000);
       // The lab text is rendered before the first step (heading, table), not shown as raw markdown.
@@ -53,7 +53,7 @@ describe('in a terminal', () => {
     async () => {
       const up = await cli(['vm', 'up'], { LAB_VM_DIR: vmDir }).done;
       expect(up.code, tail(up.out)).toBe(0);
-      const t = new Tmux('node_modules/.bin/tsx runner/cli.ts shell', { LAB_VM_DIR: vmDir, TERM: 'xterm-256color' });
+      const t = new Tmux('node runner/launch.mjs shell', { LAB_VM_DIR: vmDir, TERM: 'xterm-256color' });
       sessions.push(t);
       await t.waitFor(/root@sockmap-lab:~# $/m, 60_000);
       t.keys('bpftool map create /sys/fs/bpf/by-hand type sockmap key 4 value 8 entries 1 name byhand && bpftool map show pinned /sys/fs/bpf/by-hand; uname -r', 'Enter');
