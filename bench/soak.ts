@@ -109,7 +109,7 @@ try {
     if (host.qemus !== 1) leaks.push(`qemus ${host.qemus}`);
     if (host.keyDirs !== 1) leaks.push(`key folders ${host.keyDirs}`);
     rows.push({ kind: 'warm', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
-    console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
+    console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
   }
 } finally {
   await stopWarm();
@@ -120,7 +120,7 @@ for (let i = 1; i <= coldRuns; i++) {
   const host = hostCounts();
   const leaks = [...(host.qemus ? [`qemus ${host.qemus}`] : []), ...(host.keyDirs ? [`key folders ${host.keyDirs}`] : [])];
   rows.push({ kind: 'cold', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
-  console.log(`cold ${i}/${coldRuns}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
+  console.log(`cold ${i}/${coldRuns}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
 }
 fs.rmSync(process.env.LAB_VM_DIR!, { recursive: true, force: true });
 log.end();

@@ -248,7 +248,8 @@ static void handle_input(const sigset_t *blocked)
 			break;
 		char *payload = (char *)h + 9;
 		if (h[0] == 'R') {
-			payload[len ? len - 1 : 0] = 0; /* the runner ends argv with NUL; make sure */
+			if (len)
+				payload[len - 1] = 0; /* the runner ends argv with NUL; make sure */
 			start_step(id, payload, len, blocked);
 		} else if (h[0] == 'K') {
 			struct step *s = find(id);
