@@ -10,6 +10,7 @@ import { HostBackend, readHostConfig } from '../vm/host.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel } from '../vm/kernel.ts';
 import { freePort, QemuBackend } from '../vm/qemu.ts';
 import { connectSsh } from '../vm/ssh.ts';
+import { stepAgent } from '../vm/step-wrapper.ts';
 import { AttachedBackend, readState, tryLock } from '../vm/warm.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
@@ -87,7 +88,7 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | '
       cpus: 2,
       projectDir: projectRoot,
       connectSsh: (c) =>
-        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs', agent: `${projectRoot}/build/bin/step-agent` } }),
+        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: '/run/sockmap-labs', agent: stepAgent(`${projectRoot}/build/bin/step-agent`) } }),
     });
     return { backend: backend as Backend, config, kernel };
   }

@@ -17,6 +17,7 @@ import type { Kernel } from './kernel.ts';
 import { buildQemuArgs, QBOOT, vmName, type Accel } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
+import { stepAgent } from './step-wrapper.ts';
 import { QEMU_TOOLS, requireTools } from './tools.ts';
 
 /** Where the guest sees things (see vm/guest/init). */
@@ -227,7 +228,7 @@ export class QemuBackend implements Backend {
         hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8'),
         deadlineMs: 60_000,
         signal: controller.signal,
-        wrapping: { pidDir: '/run/sockmap-labs/steps', agent: `${GUEST_PATHS.build}/bin/step-agent` },
+        wrapping: { pidDir: '/run/sockmap-labs/steps', agent: stepAgent(`${GUEST_PATHS.build}/bin/step-agent`) },
         onRetry: () => {
           if (!q.running || q.fatal()) controller.abort();
         },

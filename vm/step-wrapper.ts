@@ -15,6 +15,15 @@ export interface StepWrapping {
   agent?: string;
 }
 
+/**
+ * The step agent's guest path, unless LAB_STEP_AGENT=0 asks for the older way
+ * (a wrapped SSH channel per step), which stays the fallback for a guest
+ * without the agent and is tested with this switch.
+ */
+export function stepAgent(guestPath: string): string | undefined {
+  return process.env.LAB_STEP_AGENT === '0' ? undefined : guestPath;
+}
+
 /** Single-quotes a string for bash. */
 export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;

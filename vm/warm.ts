@@ -12,6 +12,7 @@ import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts
 import { cacheDir, projectRoot } from './cache.ts';
 import { GUEST_PATHS, type VmHandle } from './qemu.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
+import { stepAgent } from './step-wrapper.ts';
 
 export interface WarmState extends VmHandle {
   startedAt: string;
@@ -141,7 +142,7 @@ export class AttachedBackend implements Backend {
       hostPublicKey: this.state.hostPublicKey,
       deadlineMs: 10_000,
       signal,
-      wrapping: { pidDir: '/run/sockmap-labs/steps', agent: `${GUEST_PATHS.build}/bin/step-agent` },
+      wrapping: { pidDir: '/run/sockmap-labs/steps', agent: stepAgent(`${GUEST_PATHS.build}/bin/step-agent`) },
     });
     return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
   }

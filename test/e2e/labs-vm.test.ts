@@ -45,6 +45,20 @@ describe('lab runs in a real VM', () => {
   );
 
   it(
+    'without the step agent (a channel per step, the fallback), a lab passes and a timeout still kills',
+    async () => {
+      const env = { LAB_STEP_AGENT: '0' };
+      const pass = await cli(['lab', '1', '--quiet'], env).done;
+      expect(pass.code, tail(pass.out)).toBe(0);
+      expect(pass.out).toContain('✔ PASS Lab 01');
+      const slow = await cli(['lab', 'slow', '--timeout-scale', '0.002'], { ...env, LABS_DIR: fixtures }).done;
+      expect(slow.code, tail(slow.out)).toBe(1);
+      expect(slow.out).toMatch(/finished in time\n\s+expected: the command to finish\n\s+got:\s+killed after/);
+    },
+    VM_TEST_MS,
+  );
+
+  it(
     'Ctrl-C during a step stops it and the VM, exits 130, and leaves no QEMU behind',
     async () => {
       const tag = `ctrlc${process.pid}`;
