@@ -132,74 +132,96 @@ describe('the machine never comes up', () => {
 });
 
 describe('signals at each phase', () => {
-  it(
-    'SIGTERM while building the BPF objects: exit 143, nothing left',
-    async () => {
+  // Ctrl-C (SIGINT) and SIGTERM take the same path; each is tested at each phase.
+  const SIGNALS = [
+    { sig: 'SIGINT', code: 130, says: 'Ctrl-C' },
+    { sig: 'SIGTERM', code: 143, says: 'SIGTERM' },
+  ] as const;
+
+  it.each(SIGNALS)(
+    '$sig while building the BPF objects: exit $code, nothing left',
+    async ({ sig, code: want }) => {
       // A make that takes its time, so the signal lands during the build.
-      const bin = path.join(tmp, 'slowmake');
+      const bin = path.join(tmp, `slowmake-${sig}`);
       fs.mkdirSync(bin, { recursive: true });
       fs.writeFileSync(path.join(bin, 'make'), '#!/bin/sh\necho building >&2\nsleep 30\nexec /usr/bin/make "$@"\n', { mode: 0o755 });
       const { tag, env } = tagged({ PATH: `${bin}:${process.env.PATH}` });
       const run = cli(['lab', '1'], env);
       await new Promise((r) => setTimeout(r, 4000));
-      run.child.kill('SIGTERM');
+      run.child.kill(sig);
       const { code } = await run.done;
-      expect(code, tail(run.output())).toBe(143);
+      expect(code, tail(run.output())).toBe(want);
       expect(qemuPids(tag)).toEqual([]);
       expect(pgrep(`${bin}/make`)).toEqual([]);
     },
     60_000,
   );
 
-  it(
-    'SIGTERM while the VM boots: exit 143, no QEMU left',
-    async () => {
+  it.each(SIGNALS)(
+    '$sig while the VM boots: exit $code, no QEMU left',
+    async ({ sig, code: want, says }) => {
       const { tag, env } = tagged();
       const run = cli(['lab', '1'], env);
       const end = Date.now() + 60_000;
       while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
       expect(qemuPids(tag)).toHaveLength(1);
-      run.child.kill('SIGTERM');
+      run.child.kill(sig);
       const { code, out } = await run.done;
-      expect(out).toContain('SIGTERM: stopping the step and the VM');
-      expect(code, tail(out)).toBe(143);
+      expect(out).toContain(`${says}: stopping the step and the VM`);
+      expect(code, tail(out)).toBe(want);
       expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
   );
 
-  it(
-    'SIGTERM while `vm up` boots the warm VM: exit 143, no QEMU and no state left',
-    async () => {
+  it.each(SIGNALS)(
+    '$sig during a step: the step and the VM stop, exit $code, no QEMU left',
+    async ({ sig, code: want, says }) => {
+      const { tag, env } = tagged({ LABS_DIR: fixtures });
+      const run = cli(['lab', 'slow'], env);
+      await waitForOutput(run, '│ sleeping', 180_000);
+      expect(qemuPids(tag)).toHaveLength(1);
+      run.child.kill(sig);
+      const { code, out } = await run.done;
+      expect(out).toContain(`${says}: stopping the step and the VM`);
+      expect(code, tail(out)).toBe(want);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it.each(SIGNALS)(
+    '$sig during the teardown: the cleanup is cut short, exit $code, no QEMU left',
+    async ({ sig, code: want }) => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const run = cli(['lab', 'slow-cleanup'], env);
+      await waitForOutput(run, '✔ PASS', 180_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const t = Date.now();
+      run.child.kill(sig);
+      const { code } = await run.done;
+      expect(Date.now() - t).toBeLessThan(25_000);
+      expect(code, tail(run.output())).toBe(want);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it.each(SIGNALS)(
+    '$sig while `vm up` boots the warm VM: exit $code, no QEMU and no state left',
+    async ({ sig, code: want }) => {
       const vmDir = fs.mkdtempSync(path.join(tmp, 'vm-up-'));
       const { tag, env } = tagged({ LAB_VM_DIR: vmDir });
       const run = cli(['vm', 'up'], env);
       const end = Date.now() + 60_000;
       while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
       expect(qemuPids(tag)).toHaveLength(1);
-      run.child.kill('SIGTERM');
+      run.child.kill(sig);
       const { code, out } = await run.done;
-      expect(code, tail(out)).toBe(143);
+      expect(code, tail(out)).toBe(want);
       expect(out).toContain('no warm VM is up');
       expect(qemuPids(tag)).toEqual([]);
       expect((await cli(['vm', 'status'], env).done).out).toContain('no warm VM');
-    },
-    VM_MS,
-  );
-
-  it(
-    'Ctrl-C during the teardown: the cleanup is cut short, exit 130, no QEMU left',
-    async () => {
-      const { tag, env } = tagged({ LABS_DIR: faults });
-      const run = cli(['lab', 'slow-cleanup'], env);
-      await waitForOutput(run, '✔ PASS', 180_000);
-      await new Promise((r) => setTimeout(r, 1500));
-      const t = Date.now();
-      run.child.kill('SIGINT');
-      const { code } = await run.done;
-      expect(Date.now() - t).toBeLessThan(25_000);
-      expect(code, tail(run.output())).toBe(130);
-      expect(qemuPids(tag)).toEqual([]);
     },
     VM_MS,
   );
