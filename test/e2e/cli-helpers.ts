@@ -3,6 +3,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll } from 'vitest';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const fixtures = path.join(root, 'test/fixtures/labs');
@@ -15,8 +16,9 @@ export interface CliRun {
   output(): string;
 }
 
-/** Progress of the tests' runs, apart from the developer's own. */
+/** Progress of the tests' runs, apart from the developer's own; gone after the test file. */
 export const testStateHome = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-test-state-'));
+afterAll(() => fs.rmSync(testStateHome, { recursive: true, force: true }));
 
 export function cli(args: string[], env: Record<string, string> = {}): CliRun {
   // As `npm run lab` starts it (the bundled CLI, rebuilt when a source changed), minus npm.
