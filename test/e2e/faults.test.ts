@@ -22,6 +22,13 @@ function pgrep(pattern: string): string[] {
   }
 }
 
+/** The tagged QEMUs once there is one (or none after a minute): a VM that is booting. */
+async function untilQemu(tag: string): Promise<number[]> {
+  const end = Date.now() + 60_000;
+  while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  return qemuPids(tag);
+}
+
 /** A fresh tag per run, and the env that applies it. */
 function tagged(env: Record<string, string> = {}) {
   const tag = `fault${process.pid}x${++n}`;
@@ -162,9 +169,7 @@ describe('signals at each phase', () => {
     async ({ sig, code: want, says }) => {
       const { tag, env } = tagged();
       const run = cli(['lab', '1'], env);
-      const end = Date.now() + 60_000;
-      while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-      expect(qemuPids(tag)).toHaveLength(1);
+      expect(await untilQemu(tag)).toHaveLength(1);
       run.child.kill(sig);
       const { code, out } = await run.done;
       expect(out).toContain(`${says}: stopping the step and the VM`);
@@ -213,9 +218,7 @@ describe('signals at each phase', () => {
       const vmDir = fs.mkdtempSync(path.join(tmp, 'vm-up-'));
       const { tag, env } = tagged({ LAB_VM_DIR: vmDir });
       const run = cli(['vm', 'up'], env);
-      const end = Date.now() + 60_000;
-      while (qemuPids(tag).length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-      expect(qemuPids(tag)).toHaveLength(1);
+      expect(await untilQemu(tag)).toHaveLength(1);
       run.child.kill(sig);
       const { code, out } = await run.done;
       expect(code, tail(out)).toBe(want);
