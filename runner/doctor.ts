@@ -36,7 +36,7 @@ function toolCheck(t: Tool, level: Level = 'fail'): Check {
     : { name: path.basename(t.bin), level, detail: `missing: ${t.why}`, fix: `sudo apt-get install -y ${t.pkg}` };
 }
 
-function kernelChecks(explicit?: string, labNeeds = true): { checks: Check[]; kernel?: Kernel } {
+function kernelChecks(explicit: string | undefined, labNeeds: boolean): { checks: Check[]; kernel?: Kernel } {
   let kernel: Kernel;
   try {
     kernel = resolveKernel({ explicit });

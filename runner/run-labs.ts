@@ -201,6 +201,11 @@ export async function onEachMachine(
   return interrupted;
 }
 
+/** 128 + the signal number, as a shell reports a process killed by it (SIGINT or SIGTERM). */
+export function exitCodeFor(sig: NodeJS.Signals): number {
+  return sig === 'SIGTERM' ? 143 : 130;
+}
+
 export async function runLabs(o: RunOptions): Promise<number> {
   const tty = !!process.stdout.isTTY && !process.env.CI;
   if (o.step && !(process.stdin.isTTY && process.stdout.isTTY))
@@ -259,7 +264,6 @@ export async function runLabs(o: RunOptions): Promise<number> {
   } finally {
     await reporter.runEnd(results);
   }
-  // 128 + the signal number, as a shell reports a process killed by it.
-  if (interrupted) return interrupted === 'SIGTERM' ? 143 : 130;
+  if (interrupted) return exitCodeFor(interrupted);
   return results.some((r) => r.status === 'failed') ? 1 : 0;
 }

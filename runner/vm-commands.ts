@@ -7,7 +7,7 @@ import { QemuBackend } from '../vm/qemu.ts';
 import { AttachedBackend, readState, stopWarm, tryLock, unlock, writeState, type WarmState } from '../vm/warm.ts';
 import { requirePassing, vmChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
-import { buildBpf } from './run-labs.ts';
+import { buildBpf, exitCodeFor } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
 
 const since = (iso: string) => {
@@ -48,7 +48,7 @@ export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<W
     if (interrupted) {
       spin?.stop();
       console.error(`${interrupted === 'SIGINT' ? 'Ctrl-C' : interrupted}: stopped the VM while it booted; no warm VM is up`);
-      process.exit(interrupted === 'SIGINT' ? 130 : 143);
+      process.exit(exitCodeFor(interrupted));
     }
     throw e;
   } finally {

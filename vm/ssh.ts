@@ -108,19 +108,17 @@ export class SshTransport {
   }
 
   /** Starts the agent over one channel, or settles on 'none' (no agent binary in the guest). */
-  private startAgent(path: string): Promise<StepAgent | 'none'> {
-    return (async () => {
-      const ch = await this.open(`exec ${shq(path)}`);
-      const agent = new StepAgent(ch, ch);
-      ch.stderr.resume();
-      try {
-        await agent.started(15_000);
-        return agent;
-      } catch {
-        ch.close();
-        return 'none' as const;
-      }
-    })();
+  private async startAgent(path: string): Promise<StepAgent | 'none'> {
+    const ch = await this.open(`exec ${shq(path)}`);
+    const agent = new StepAgent(ch, ch);
+    ch.stderr.resume();
+    try {
+      await agent.started(15_000);
+      return agent;
+    } catch {
+      ch.close();
+      return 'none';
+    }
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {

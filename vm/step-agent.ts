@@ -4,13 +4,12 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable, Writable } from 'node:stream';
 import type { ExecOptions, ExecResult } from './backend.ts';
-import { exportsFor } from './step-wrapper.ts';
+import { EVAL_STEP, exportsFor } from './step-wrapper.ts';
 
 /** How long a killed step may take to report its end before it is given up. */
 const KILL_WAIT_MS = 3000;
 
 interface Pending {
-  started: number;
   stdout: string;
   stderr: string;
   out: StringDecoder;
@@ -31,8 +30,7 @@ export function frame(type: string, id: number, payload: Buffer = Buffer.alloc(0
 
 /** argv for one step: bash with the lab's environment, the command evaluated as `bash -c` would. */
 export function stepArgv(command: string, env?: Record<string, string>): string[] {
-  // $0 is "bash" and no positional parameters are left, as with a plain `bash -c`.
-  return ['bash', '-c', `${exportsFor(env)} c=$1; shift; eval "$c"`, 'bash', command];
+  return ['bash', '-c', `${exportsFor(env)} ${EVAL_STEP}`, 'bash', command];
 }
 
 export class StepAgent {
@@ -40,14 +38,12 @@ export class StepAgent {
   private pending = new Map<number, Pending>();
   private nextId = 0;
   private closed = false;
-  private helloSeen = false;
   private readonly ready: Promise<void>;
 
   /** `input` is what the agent writes (its stdout); `output` is its stdin. */
   constructor(
     private readonly input: Readable,
     private readonly output: Writable,
-    private readonly onClose?: () => void,
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.onHello = resolve;
@@ -94,7 +90,6 @@ export class StepAgent {
 
   private dispatch(type: string, id: number, payload: Buffer): void {
     if (type === 'H') {
-      this.helloSeen = true;
       this.onHello();
       return;
     }
@@ -131,7 +126,6 @@ export class StepAgent {
       };
       const onAbort = () => kill();
       const p: Pending = {
-        started,
         stdout: '',
         stderr: '',
         out: new StringDecoder('utf8'),
@@ -167,8 +161,8 @@ export class StepAgent {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.helloSeen) this.onEarlyClose(new Error('the step agent exited before it started'));
+    // No effect once the agent has said hello.
+    this.onEarlyClose(new Error('the step agent exited before it started'));
     for (const p of [...this.pending.values()]) p.finish(null);
-    this.onClose?.();
   }
 }

@@ -35,11 +35,17 @@ export function exportsFor(env: Record<string, string> = {}): string {
     .join(' ');
 }
 
+/**
+ * Bash code that evaluates its first argument as the step: run as
+ * `bash -c EVAL_STEP bash COMMAND`, $0 is "bash" and no positional parameters
+ * are left, as with a plain `bash -c COMMAND`.
+ */
+export const EVAL_STEP = 'c=$1; shift; eval "$c"';
+
 export function wrapStep(command: string, id: string, w: StepWrapping, env?: Record<string, string>): string {
   const pidFile = `${w.pidDir}/${id}.pid`;
   // Few processes on purpose: every exec costs ~0.1 s in an emulated guest.
-  // $0 is "bash" and no positional parameters are left, as with a plain `bash -c`.
-  const inner = `echo $$ 2>/dev/null > ${shq(pidFile)}; c=$1; shift; eval "$c"`;
+  const inner = `echo $$ 2>/dev/null > ${shq(pidFile)}; ${EVAL_STEP}`;
   return `${exportsFor(env)} exec setsid -w bash -c ${shq(inner)} bash ${shq(command)} < /dev/null`;
 }
 
