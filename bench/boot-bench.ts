@@ -15,6 +15,7 @@ import { ensureInitramfs } from '../vm/initramfs.ts';
 import { resolveKernel } from '../vm/kernel.ts';
 import { buildQemuArgs, QBOOT } from '../vm/qemu-args.ts';
 import { QemuProcess } from '../vm/qemu-process.ts';
+import type { Backend } from '../vm/backend.ts';
 import { QemuBackend } from '../vm/qemu.ts';
 import { fanOut, runLab } from '../runner/executor.ts';
 import { discoverLabs, loadLab } from '../runner/labs.ts';
@@ -88,19 +89,21 @@ for (let i = 0; i < runs; i++) {
 
 // 5. A whole lab, cold against warm, as `npm run lab 1` does either way.
 const labRef = discoverLabs()[0];
-const coldLab: number[] = [];
-for (let i = 0; i < runs; i++) {
+/** Wall time of start + lab 01 + stop on a backend made by `make` (booted, or attached). */
+async function timeLab(make: () => Backend, what: string): Promise<number> {
   const t = Date.now();
-  const b = new QemuBackend({ kernel, accel });
+  const b = make();
   try {
     await b.start();
     const r = await runLab(loadLab(labRef), b, quiet, { kernelRelease: kernel.release });
-    if (r.status !== 'passed') throw new Error('cold lab run failed');
+    if (r.status !== 'passed') throw new Error(`${what} lab run failed`);
   } finally {
     await b.stop();
   }
-  coldLab.push(Date.now() - t);
+  return Date.now() - t;
 }
+const coldLab: number[] = [];
+for (let i = 0; i < runs; i++) coldLab.push(await timeLab(() => new QemuBackend({ kernel, accel }), 'cold'));
 process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-bench-'));
 const warmLab: number[] = [];
 const cliCold: number[] = [];
@@ -116,18 +119,7 @@ for (let i = 0; i < runs; i++) cliCold.push(cliLab(['--no-warm']));
 try {
   const state = await vmUp({});
   for (let i = 0; i < runs; i++) cliWarm.push(cliLab([]));
-  for (let i = 0; i < runs; i++) {
-    const t = Date.now();
-    const b = new AttachedBackend(state);
-    try {
-      await b.start();
-      const r = await runLab(loadLab(labRef), b, quiet, { kernelRelease: kernel.release });
-      if (r.status !== 'passed') throw new Error('warm lab run failed');
-    } finally {
-      await b.stop();
-    }
-    warmLab.push(Date.now() - t);
-  }
+  for (let i = 0; i < runs; i++) warmLab.push(await timeLab(() => new AttachedBackend(state), 'warm'));
 } finally {
   await stopWarm();
   fs.rmSync(process.env.LAB_VM_DIR, { recursive: true, force: true });
