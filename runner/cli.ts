@@ -2,6 +2,7 @@
 // sockmap-labs command line: `npm run lab …`, `npm run kernels …`, `npm run doctor`.
 import { Command, Option } from 'commander';
 import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
+import { runKeeper } from '../vm/keeper.ts';
 import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
 import { allChecks, formatChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
@@ -154,6 +155,12 @@ vm.command('status', { isDefault: true })
     const s = readState();
     console.log(s ? describeState(s) : 'no warm VM is up (start one with: npm run vm -- up)');
     process.exitCode = s ? 0 : 3;
+  });
+vm.command('keeper', { hidden: true })
+  .description('(started by vm up) hold a step agent ready for the next run')
+  .argument('<vmDir>', "the warm VM's folder")
+  .action(async (vmDir: string) => {
+    await runKeeper(vmDir);
   });
 vm.command('exec')
   .description('run one command in the warm VM, as root')

@@ -1,9 +1,9 @@
 // `npm run lab <labs…>`: load the labs, build the BPF objects, start one
 // machine for the whole run, run each lab on it, stop the machine. Ctrl-C
 // stops the running step and the VM and leaves nothing behind.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import ora from 'ora';
 import type { Backend, BackendInfo } from '../vm/backend.ts';
 import { projectRoot } from '../vm/cache.ts';
 import { HostBackend, readHostConfig } from '../vm/host.ts';
@@ -23,7 +23,7 @@ import { MarkdownSummaryReporter } from './reporters/markdown.ts';
 import { JsonLinesReporter } from './reporters/json.ts';
 import { JUnitReporter } from './reporters/junit.ts';
 import { discoverLabs, loadLab, selectLabs } from './labs.ts';
-import { colorWanted, paint } from './style.ts';
+import { colorWanted, paint, spinner } from './style.ts';
 import { requirePassing, vmChecks } from './doctor.ts';
 import { TerminalReporter } from './reporters/terminal.ts';
 
@@ -52,11 +52,32 @@ export interface RunOptions {
 /** Builds the BPF programs and helpers (make rebuilds only what changed). */
 export async function buildBpf(log: (s: string) => void = () => {}, signal?: AbortSignal): Promise<void> {
   if (!fs.existsSync(path.join(projectRoot, 'bpf/Makefile'))) return;
-  const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
-  // Ctrl-C kills the build too (zx sends the abort to make's process group).
-  const r = await $({ cwd: projectRoot, signal, detached: true })`make -s -C bpf`.nothrow().quiet();
+  // Plain spawn, not zx: this runs before every lab run, and loading zx costs ~0.2 s.
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const make = spawn('make', ['-s', '-C', 'bpf'], { cwd: projectRoot, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    make.stdout.on('data', (d) => (stdout += d));
+    make.stderr.on('data', (d) => (stderr += d));
+    // Ctrl-C kills the build too: make and the compilers it started, as one process group.
+    const onAbort = () => {
+      try {
+        process.kill(-make.pid!, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    make.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new UserError('make is not installed', 'sudo apt-get install -y make clang llvm libbpf-dev gcc') : e),
+    );
+    make.once('close', (code) => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve({ code, stdout, stderr });
+    });
+  });
   signal?.throwIfAborted();
-  if (r.exitCode !== 0) {
+  if (r.code !== 0) {
     const missing = /(clang|bpftool|cc|gcc): (command )?not found|No such file or directory.*bpf_helpers\.h/.exec(r.stderr);
     throw new UserError(
       `building the BPF programs failed${missing ? ` (${missing[0]})` : ''}`,
@@ -175,7 +196,7 @@ export async function onEachMachine(
       const made = await makeBackend({ ...o, kernel: kernelPath }, ui.notice);
       backend = made.backend;
       const what = made.kernel ? `kernel ${made.kernel.release}` : 'the host kernel';
-      const spin = ui.tty ? ora({ text: `starting ${o.backend} with ${what}…`, stream: (ui.out ?? process.stdout) as NodeJS.WriteStream }).start() : undefined;
+      const spin = ui.tty ? await spinner(`starting ${o.backend} with ${what}…`, ui.out) : undefined;
       if (!spin) ui.notice(`starting ${o.backend} with ${what}…`);
       const t0 = Date.now();
       let info: BackendInfo;
@@ -212,7 +233,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
     throw new UserError('--step waits for your keys before each step, so it needs a terminal', `run it in a terminal, or without --step: npm run lab ${o.labs.join(' ')}`);
   const refs = selectLabs(discoverLabs(), o.labs);
   const labs = refs.map(loadLab);
-  const terminal = new TerminalReporter({ interactive: tty && !o.out, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
+  const terminal = new TerminalReporter({ ora: tty && !o.out ? (await import('ora')).default : undefined, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
   const reporter = fanOut(
     parseReporterSpecs(o.reporters ?? [], o.output).map((r): Reporter => {
       switch (r.name) {

@@ -1,4 +1,10 @@
 // Terminal colours, only where they help: on a TTY, and never with NO_COLOR.
+/** An ora spinner on a terminal; ora (~90 ms to load) is loaded only when one is shown. */
+export async function spinner(text: string, stream: NodeJS.WritableStream = process.stdout) {
+  const { default: ora } = await import('ora');
+  return ora({ text, stream: stream as NodeJS.WriteStream }).start();
+}
+
 export interface Paint {
   bold(s: string): string;
   dim(s: string): string;

@@ -1,14 +1,14 @@
 // `npm run vm -- up|down|status|exec`, and `npm run shell`: the warm VM.
-import ora from 'ora';
 import type { Backend } from '../vm/backend.ts';
 import { projectRoot } from '../vm/cache.ts';
 import { resolveKernel } from '../vm/kernel.ts';
 import { QemuBackend } from '../vm/qemu.ts';
-import { AttachedBackend, readState, stopWarm, tryLock, unlock, writeState, type WarmState } from '../vm/warm.ts';
+import { startKeeper } from '../vm/keeper.ts';
+import { AttachedBackend, keeperAlive, readState, stopWarm, tryLock, unlock, writeState, type WarmState } from '../vm/warm.ts';
 import { requirePassing, vmChecks } from './doctor.ts';
 import { UserError } from './errors.ts';
 import { buildBpf, exitCodeFor } from './run-labs.ts';
-import { colorWanted, paint } from './style.ts';
+import { colorWanted, paint, spinner } from './style.ts';
 
 const since = (iso: string) => {
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
@@ -20,6 +20,7 @@ export function describeState(s: WarmState): string {
     `warm VM up for ${since(s.startedAt)}: kernel ${s.kernelRelease}, accel ${s.accel}`,
     `  qemu pid ${s.pid}, ssh on 127.0.0.1:${s.port}`,
     `  console log ${s.consoleLog}`,
+    keeperAlive(s) ? `  keeper pid ${s.keeperPid}: holds a step agent ready for the next run` : '  no keeper: runs connect over SSH (npm run vm -- down, then up, starts one)',
   ].join('\n');
 }
 
@@ -30,7 +31,7 @@ export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<W
   await buildBpf();
   const kernel = resolveKernel({ explicit: o.kernel });
   const tty = !!process.stdout.isTTY && !process.env.CI;
-  const spin = tty ? ora(`booting a warm VM with kernel ${kernel.release}…`).start() : undefined;
+  const spin = tty ? await spinner(`booting a warm VM with kernel ${kernel.release}…`) : undefined;
   const vm = new QemuBackend({ kernel, memoryMb: o.memoryMb, persistent: true, log: (l) => (spin ? (spin.text = l) : console.log(`» ${l}`)) });
   // Ctrl-C or SIGTERM while booting: stop the half-booted VM, leave nothing.
   const controller = new AbortController();
@@ -59,7 +60,10 @@ export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<W
   const state: WarmState = { ...vm.handle!, startedAt: new Date().toISOString(), projectRoot };
   writeState(state);
   vm.detach();
-  return state;
+  const keeper = await startKeeper(state);
+  if (keeper.pid) writeState({ ...state, keeperPid: keeper.pid });
+  else console.error(`the warm VM's keeper did not start (${keeper.problem}); runs will connect over SSH, ~0.5 s slower each`);
+  return readState() ?? state;
 }
 
 /** The warm VM for a command that needs one (shell, vm exec), or a clear error. */

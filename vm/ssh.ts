@@ -2,7 +2,7 @@
 // sshd answers, run commands with streamed output, kill them on timeout or
 // Ctrl-C, and open an interactive shell.
 import fs from 'node:fs';
-import { Client, type ClientChannel } from 'ssh2';
+import type { Client, ClientChannel } from 'ssh2';
 import type { ExecOptions, ExecResult } from './backend.ts';
 import { StepAgent } from './step-agent.ts';
 import { shq, wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
@@ -25,7 +25,9 @@ export interface SshConnectOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function connectOnce(o: SshConnectOptions, privateKey: Buffer, timeoutMs: number): Promise<Client> {
+async function connectOnce(o: SshConnectOptions, privateKey: Buffer, timeoutMs: number): Promise<Client> {
+  // Loaded on first use (~80 ms): a run on the warm VM's keeper never needs it.
+  const { Client } = await import('ssh2');
   const expected = o.hostPublicKey ? Buffer.from(o.hostPublicKey.trim().split(/\s+/)[1] ?? '', 'base64') : undefined;
   return new Promise((resolve, reject) => {
     const c = new Client();
@@ -83,6 +85,17 @@ export class SshTransport {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Calls back once the connection is gone (the guest died, or close()). */
+  onClose(cb: () => void): void {
+    if (this.closed) cb();
+    else this.client.once('close', cb);
+  }
+
+  /** A channel running a raw command string: for the keeper's step agents. */
+  channel(command: string): Promise<ClientChannel> {
+    return this.open(command);
   }
 
   /** Runs a raw command string (no wrapping, no kill on timeout). */

@@ -3,37 +3,47 @@
 // connect); `vm down` stops it. Its state file (0600, in a 0700 folder) holds
 // what it takes to reach it: QEMU's pid, the forwarded port, the per-VM key.
 //
+// A keeper process (vm/keeper.ts) holds an SSH connection and a step agent
+// ready for the next run; a run that cannot reach it uses SSH itself.
+//
 // Two runs at once never share it: a run takes the VM's lock for as long as
 // it uses it, and a second run finds it busy and boots its own throw-away VM.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { UserError } from '../runner/errors.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import { cacheDir, projectRoot } from './cache.ts';
 import { GUEST_PATHS, type VmHandle } from './qemu.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
+import { StepAgent } from './step-agent.ts';
 import { stepAgent } from './step-wrapper.ts';
 
 export interface WarmState extends VmHandle {
   startedAt: string;
   /** The checkout the VM shares: another checkout cannot use it. */
   projectRoot: string;
+  /** The keeper's pid, when one was started. */
+  keeperPid?: number;
 }
+
+/** Where the warm VM's keeper listens: in the VM's own 0700 folder, gone with it. */
+export const keeperSocket = (s: WarmState) => path.join(s.vmDir, 'keeper.sock');
 
 /** Where the warm VM's state lives; LAB_VM_DIR gives tests (or a second user) their own. */
 export const warmDir = () => (process.env.LAB_VM_DIR ? path.resolve(process.env.LAB_VM_DIR) : path.join(cacheDir(), 'vm'));
 const stateFile = () => path.join(warmDir(), 'state.json');
 const lockFile = () => path.join(warmDir(), 'lock');
 
-function alive(pid: number): boolean {
+export function alive(pid: number, what = 'qemu-system'): boolean {
   try {
     process.kill(pid, 0);
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
-  // A pid can be reused: make sure it is still our QEMU.
+  // A pid can be reused: make sure it is still ours.
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('qemu-system');
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(what);
   } catch {
     return true;
   }
@@ -73,6 +83,7 @@ export async function stopWarm(): Promise<WarmState | undefined> {
     forget();
     return undefined;
   }
+  if (keeperAlive(s)) process.kill(s.keeperPid!, 'SIGTERM');
   const kill = (sig: NodeJS.Signals) => {
     try {
       process.kill(-s.pid, sig);
@@ -81,10 +92,32 @@ export async function stopWarm(): Promise<WarmState | undefined> {
     }
   };
   kill('SIGTERM');
-  for (let i = 0; i < 30 && alive(s.pid); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 30 && (alive(s.pid) || keeperAlive(s)); i++) await new Promise((r) => setTimeout(r, 100));
   if (alive(s.pid)) kill('SIGKILL');
   forget(s);
   return s;
+}
+
+/** Is the warm VM's keeper still running? */
+export function keeperAlive(s: WarmState): boolean {
+  return !!s.keeperPid && alive(s.keeperPid, 'keeper');
+}
+
+/** The keeper's waiting step agent, or undefined when there is no keeper to hand one over. */
+async function agentFromKeeper(s: WarmState, signal?: AbortSignal): Promise<{ agent: StepAgent; sock: net.Socket } | undefined> {
+  // LAB_STEP_AGENT=0 asks for a channel per step, which only a connection of our own gives.
+  if (!keeperAlive(s) || !stepAgent('keeper')) return undefined;
+  const sock = net.connect(keeperSocket(s));
+  sock.on('error', () => {});
+  const agent = new StepAgent(sock, sock);
+  try {
+    signal?.throwIfAborted();
+    await agent.started(5000);
+    return { agent, sock };
+  } catch {
+    sock.destroy();
+    return undefined;
+  }
 }
 
 let unlockOnExit = false;
@@ -128,12 +161,20 @@ export class AttachedBackend implements Backend {
   readonly name = 'qemu' as const;
   readonly paths = GUEST_PATHS;
   private ssh?: SshTransport;
+  /** The step agent the keeper handed over, and the socket it came on. */
+  private kept?: { agent: StepAgent; sock: net.Socket };
 
   constructor(readonly state: WarmState) {}
 
   async start(signal?: AbortSignal): Promise<BackendInfo> {
     if (this.state.projectRoot !== projectRoot)
       throw new UserError(`the warm VM shares another checkout (${this.state.projectRoot})`, 'npm run vm -- down');
+    this.kept = await agentFromKeeper(this.state, signal);
+    if (!this.kept) await this.connect(signal);
+    return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
+  }
+
+  private async connect(signal?: AbortSignal): Promise<void> {
     this.ssh = await connectSsh({
       host: '127.0.0.1',
       port: this.state.port,
@@ -144,26 +185,33 @@ export class AttachedBackend implements Backend {
       signal,
       wrapping: { pidDir: '/run/sockmap-labs/steps', agent: stepAgent(`${GUEST_PATHS.build}/bin/step-agent`) },
     });
-    return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
   }
 
   exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+    if (this.kept) {
+      if (this.kept.agent.isClosed) return Promise.reject(new UserError('lost the connection to the warm VM', 'npm run vm -- status'));
+      return this.kept.agent.exec(command, opts);
+    }
     if (!this.ssh || this.ssh.isClosed) return Promise.reject(new UserError('lost the SSH connection to the warm VM', 'npm run vm -- status'));
     return this.ssh.exec(command, opts);
   }
 
-  shell(): Promise<number> {
-    if (!this.ssh) throw new Error('not attached');
-    return this.ssh.shell();
+  /** An interactive shell needs a PTY, which only SSH gives: connect for it. */
+  async shell(): Promise<number> {
+    if (!this.ssh) await this.connect();
+    return this.ssh!.shell();
   }
 
   health(): string | undefined {
     if (!alive(this.state.pid)) return 'the warm VM is gone (QEMU exited)';
+    if (this.kept?.agent.isClosed) return 'the connection to the warm VM was lost';
     if (this.ssh?.isClosed) return 'the SSH connection to the warm VM was lost';
     return undefined;
   }
 
   async stop(): Promise<void> {
+    this.kept?.sock.end();
+    this.kept = undefined;
     this.ssh?.close();
     this.ssh = undefined;
     unlock();

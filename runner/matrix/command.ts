@@ -5,13 +5,12 @@
 // request: --json, --markdown, --html.
 import fs from 'node:fs';
 import path from 'node:path';
-import ora from 'ora';
 import type { Backend } from '../../vm/backend.ts';
 import { projectRoot } from '../../vm/cache.ts';
 import { UserError } from '../errors.ts';
 import { renderHtmlReport } from '../reporters/html.ts';
 import { onEachMachine } from '../run-labs.ts';
-import { colorWanted, paint } from '../style.ts';
+import { colorWanted, paint, spinner } from '../style.ts';
 import { loadCheatsheet } from './cheatsheet.ts';
 import { diffAll } from './diff.ts';
 import { labelMatrices, parseProbeOutput, ProbeOutputError, type Matrix } from './model.ts';
@@ -103,7 +102,7 @@ export async function matrixCommand(o: MatrixOptions = {}): Promise<number> {
     { tty, notice, what: 'the probe', out },
     async ({ backend, info, signal }) => {
       const t0 = Date.now();
-      const probing = tty ? ora({ text: 'probing…', stream: out as NodeJS.WriteStream }).start() : undefined;
+      const probing = tty ? await spinner('probing…', out) : undefined;
       if (!probing) notice('probing: every redirect mode × in socket × out socket, SOCKMAP and SOCKHASH, then inserts alone…');
       let result;
       try {

@@ -2,7 +2,7 @@
 // verdict with expected vs. got on failure. On a TTY an ora spinner shows the
 // running step; in CI logs (no TTY) it prints plain lines only.
 import path from 'node:path';
-import ora, { type Ora } from 'ora';
+import type { default as oraFn, Ora } from 'ora';
 import type { Step } from '../lab-schema.ts';
 import type { LoadedLab } from '../labs.ts';
 import type { LabResult, Reporter, StepResult } from '../executor.ts';
@@ -12,8 +12,8 @@ import { paint, type Paint } from '../style.ts';
 
 export interface TerminalReporterOptions {
   out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-  /** Spinners (TTY only). */
-  interactive?: boolean;
+  /** ora, for spinners on a TTY (loaded by the caller only then: it takes ~90 ms). */
+  ora?: typeof oraFn;
   color?: boolean;
   /** Skip the lab and step texts. */
   quiet?: boolean;
@@ -82,7 +82,7 @@ export class TerminalReporter implements Reporter {
   }
 
   stepRun() {
-    if (this.o.interactive) this.spinner = ora({ text: this.p.dim('running…'), stream: this.out as NodeJS.WriteStream, indent: 2 }).start();
+    if (this.o.ora) this.spinner = this.o.ora({ text: this.p.dim('running…'), stream: this.out as NodeJS.WriteStream, indent: 2 }).start();
   }
 
   stepOutput(chunk: string) {

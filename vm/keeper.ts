@@ -1,0 +1,157 @@
+// The warm VM's keeper: a small host process that `vm up` leaves running
+// beside QEMU. It holds the SSH connection to the guest and keeps one step
+// agent started ahead of time, so a lab run on the warm VM skips the SSH
+// handshake and the agent's start (~0.5 s of a ~1.8 s re-run under TCG).
+//
+// A run connects to the keeper's unix socket (0600, in the VM's own 0700
+// folder: only the user who started the VM can reach it, as with the SSH key
+// beside it) and gets the waiting agent to itself; bytes pass through
+// unchanged, so the run speaks the agent's own protocol (vm/step-agent.ts).
+// When the run lets go (or dies), the agent's stdin closes, which kills any
+// step still running, and the next agent is already waiting.
+//
+// It exits when QEMU does, when its SSH connection drops, or on SIGTERM
+// (`vm down`). A run that cannot reach it connects over SSH as before.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { ClientChannel } from 'ssh2';
+import { projectRoot } from './cache.ts';
+import { GUEST_PATHS } from './qemu.ts';
+import { connectSsh, type SshTransport } from './ssh.ts';
+import { shq } from './step-wrapper.ts';
+import { alive, keeperSocket, readState, type WarmState } from './warm.ts';
+
+export const keeperLog = (vmDir: string) => path.join(vmDir, 'keeper.log');
+const AGENT = `${GUEST_PATHS.build}/bin/step-agent`;
+
+/**
+ * Starts the keeper for a warm VM and waits until it listens. Returns its pid,
+ * or undefined (with the reason) when it did not come up: runs then use SSH.
+ */
+export async function startKeeper(s: WarmState, waitMs = 15_000): Promise<{ pid?: number; problem?: string }> {
+  const log = fs.openSync(keeperLog(s.vmDir), 'a', 0o600);
+  // Detached, in a process group of its own: Ctrl-C in the terminal that ran `vm up` later does not reach it.
+  const child = spawn(process.execPath, [path.join(projectRoot, 'runner', 'launch.mjs'), 'vm', 'keeper', s.vmDir], { detached: true, stdio: ['ignore', log, log] });
+  fs.closeSync(log);
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  child.unref();
+  const end = Date.now() + waitMs;
+  while (Date.now() < end && !exited) {
+    if (fs.existsSync(keeperSocket(s))) return { pid: child.pid };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!exited) child.kill('SIGKILL');
+  const tail = fs.readFileSync(keeperLog(s.vmDir), 'utf8').trim().split('\n').slice(-3).join(' / ');
+  return { problem: exited ? `it exited: ${tail}` : `it did not listen within ${waitMs / 1000} s` };
+}
+
+/** An agent started in the guest, its first bytes (the hello) held until a run takes it. */
+class WaitingAgent {
+  private held: Buffer[] = [];
+  private readonly hold = (d: Buffer) => this.held.push(d);
+  closed = false;
+  /** Resolves on the agent's first bytes; rejects if its channel closes first. */
+  readonly ready: Promise<void>;
+
+  constructor(private readonly ch: ClientChannel) {
+    this.ready = new Promise((resolve, reject) => {
+      ch.once('data', () => resolve());
+      ch.once('close', () => reject(new Error('the step agent exited before it started')));
+    });
+    this.ready.catch(() => {});
+    ch.on('data', this.hold);
+    ch.once('close', () => (this.closed = true));
+    ch.stderr.on('data', (d: Buffer) => process.stdout.write(`agent: ${d}`));
+  }
+
+  /** Gives the agent to a run: what it said so far, then a straight pipe both ways. */
+  handTo(sock: net.Socket): void {
+    this.ch.off('data', this.hold);
+    for (const d of this.held) sock.write(d);
+    this.held = [];
+    this.ch.pipe(sock);
+    // The run's end is the agent's stdin EOF: it kills whatever the run left running, then exits.
+    sock.pipe(this.ch);
+    sock.once('close', () => this.ch.end());
+  }
+}
+
+function log(line: string) {
+  console.log(`${new Date().toISOString()} ${line}`);
+}
+
+/** The keeper process itself (`vm keeper DIR`, started by startKeeper). Never returns. */
+export async function runKeeper(vmDir: string): Promise<never> {
+  const s = readState();
+  if (!s || s.vmDir !== vmDir) {
+    log(`no warm VM with folder ${vmDir}`);
+    process.exit(1);
+  }
+  let ssh: SshTransport | undefined;
+  let server: net.Server | undefined;
+  let run: net.Socket | undefined;
+  const stop = (why: string, code = 0): never => {
+    log(`stopping: ${why}`);
+    server?.close();
+    fs.rmSync(keeperSocket(s), { force: true });
+    run?.destroy();
+    ssh?.close();
+    process.exit(code);
+  };
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, () => stop(sig));
+  // QEMU gone, or its folder removed by `vm down`: nothing left to keep.
+  setInterval(() => {
+    if (!alive(s.pid) || !fs.existsSync(vmDir)) stop('the warm VM is gone');
+  }, 1000);
+
+  ssh = await connectSsh({
+    host: '127.0.0.1',
+    port: s.port,
+    username: 'root',
+    privateKeyPath: s.clientKey,
+    hostPublicKey: s.hostPublicKey,
+    deadlineMs: 10_000,
+    wrapping: { pidDir: '/run/sockmap-labs/steps' },
+  }).catch((e: Error) => stop(`cannot reach the guest: ${e.message}`, 1));
+  ssh.onClose(() => stop('the SSH connection to the guest closed'));
+  const startAgent = async () => new WaitingAgent(await ssh.channel(`exec ${shq(AGENT)}`));
+
+  let waiting = await startAgent();
+  await waiting.ready.catch((e: Error) => stop(`${AGENT}: ${e.message}`, 1));
+  let runs = 0;
+  server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    // Runs take the warm VM's lock, so there is one at a time; a second one uses SSH.
+    if (run) return void sock.destroy();
+    run = sock;
+    const n = ++runs;
+    const give = async () => {
+      // The waiting agent died (rare): start another for this run.
+      if (waiting.closed) waiting = await startAgent();
+      log(`run ${n} attached`);
+      waiting.handTo(sock);
+      // The next run's agent starts now, while this run reads its lab text.
+      waiting = await startAgent().catch((e: Error) => stop(`cannot start a step agent: ${e.message}`, 1));
+    };
+    sock.once('close', () => {
+      log(`run ${n} detached`);
+      if (run === sock) run = undefined;
+    });
+    give().catch((e: Error) => {
+      log(`run ${n}: ${e.message}`);
+      sock.destroy();
+    });
+  });
+  const socketPath = keeperSocket(s);
+  fs.rmSync(socketPath, { force: true });
+  // Created private: the umask applies to the socket file bind() makes.
+  const umask = process.umask(0o177);
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  process.umask(umask);
+  fs.chmodSync(socketPath, 0o600);
+  log(`ready on ${socketPath} (qemu pid ${s.pid})`);
+  return new Promise<never>(() => {});
+}
