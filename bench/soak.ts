@@ -3,9 +3,10 @@
 //
 //   warm runs  one VM (`vm up`), N runs of the labs on it; after each: no new
 //              pins, netns, cgroups, BPF programs or maps, lab processes,
-//              step agents, sshd sessions or state in the guest; one QEMU and one key folder on the host
-//   cold runs  M runs that each boot their own VM; after each: no QEMU and
-//              no key folder of ours left on the host
+//              step agents, sshd sessions or state in the guest; one QEMU, one
+//              keeper and one key folder on the host
+//   cold runs  M runs that each boot their own VM; after each: no QEMU, keeper
+//              or key folder of ours left on the host
 // and the runner's own memory (heap after GC) across runs. Prints a table.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -67,18 +68,19 @@ async function guestCounts(): Promise<Record<string, number>> {
   return Object.fromEntries(text.trim().split('\n').map((l) => [l.split(' ')[0], Number(l.split(' ')[1])]));
 }
 
-function hostCounts() {
-  let qemus = 0;
+function pgrepCount(pattern: string): number {
   try {
-    qemus = execFileSync('pgrep', ['-f', `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .trim()
-      .split('\n')
-      .filter(Boolean).length;
+    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').filter(Boolean).length;
   } catch {
-    /* none */
+    return 0;
   }
+}
+
+function hostCounts() {
+  const qemus = pgrepCount(`qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)`);
+  const keepers = pgrepCount(`vm keeper .*/sockmap-labs-${tag}-vm-`);
   const keyDirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`)).length;
-  return { qemus, keyDirs };
+  return { qemus, keepers, keyDirs };
 }
 
 function heapMiB(): number {
@@ -108,6 +110,7 @@ try {
     const leaks = Object.keys(base).filter((k) => now[k] > base[k]).map((k) => `${k} ${base[k]}→${now[k]}`);
     if (host.qemus !== 1) leaks.push(`qemus ${host.qemus}`);
     if (host.keyDirs !== 1) leaks.push(`key folders ${host.keyDirs}`);
+    if (host.keepers !== 1) leaks.push(`keepers ${host.keepers}`);
     rows.push({ kind: 'warm', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
     console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
   }
@@ -118,7 +121,10 @@ for (let i = 1; i <= coldRuns; i++) {
   const t = Date.now();
   const exit = await runLabs({ labs, backend: 'qemu', quiet: true, solutions: true, warm: false, out: log });
   const host = hostCounts();
-  const leaks = [...(host.qemus ? [`qemus ${host.qemus}`] : []), ...(host.keyDirs ? [`key folders ${host.keyDirs}`] : [])];
+  // The warm VM is down by now: none of its QEMU, keeper or keys may be left either.
+  const leaks = Object.entries(host)
+    .filter(([, n]) => n)
+    .map(([what, n]) => `${what} ${n}`);
   rows.push({ kind: 'cold', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
   console.log(`cold ${i}/${coldRuns}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
 }

@@ -69,6 +69,8 @@ class WaitingAgent {
 
   /** Gives the agent to a run: what it said so far, then a straight pipe both ways. */
   handTo(sock: net.Socket): void {
+    // The run gave up waiting (it connects over SSH instead): this agent ends unused.
+    if (sock.destroyed) return void this.ch.end();
     this.ch.off('data', this.hold);
     for (const d of this.held) sock.write(d);
     this.held = [];
@@ -117,33 +119,54 @@ export async function runKeeper(vmDir: string): Promise<never> {
     wrapping: { pidDir: '/run/sockmap-labs/steps' },
   }).catch((e: Error) => stop(`cannot reach the guest: ${e.message}`, 1));
   ssh.onClose(() => stop('the SSH connection to the guest closed'));
-  const startAgent = async () => new WaitingAgent(await ssh.channel(`exec ${shq(AGENT)}`));
+  const startAgent = async () => {
+    const agent = new WaitingAgent(await ssh.channel(`exec ${shq(AGENT)}`));
+    await agent.ready;
+    return agent;
+  };
+  const ahead = () => {
+    const p = startAgent();
+    p.catch((e: Error) => log(`a step agent did not start: ${e.message}`));
+    return p;
+  };
 
-  let waiting = await startAgent();
-  await waiting.ready.catch((e: Error) => stop(`${AGENT}: ${e.message}`, 1));
+  // The agent for the next run, started while the run before it still works.
+  let next = ahead();
+  await next.catch((e: Error) => stop(`${AGENT}: ${e.message}`, 1));
   let runs = 0;
-  server = net.createServer((sock) => {
-    sock.on('error', () => {});
-    // Runs take the warm VM's lock, so there is one at a time; a second one uses SSH.
-    if (run) return void sock.destroy();
+  const queue: net.Socket[] = [];
+  /** Hands an agent to the first run in line, once the run before it has let go. */
+  const serveNext = async (): Promise<void> => {
+    if (run) return;
+    const sock = queue.shift();
+    if (!sock) return;
+    if (sock.destroyed) return serveNext();
     run = sock;
     const n = ++runs;
-    const give = async () => {
-      // The waiting agent died (rare): start another for this run.
-      if (waiting.closed) waiting = await startAgent();
-      log(`run ${n} attached`);
-      waiting.handTo(sock);
-      // The next run's agent starts now, while this run reads its lab text.
-      waiting = await startAgent().catch((e: Error) => stop(`cannot start a step agent: ${e.message}`, 1));
-    };
     sock.once('close', () => {
       log(`run ${n} detached`);
-      if (run === sock) run = undefined;
+      run = undefined;
+      void serveNext();
     });
-    give().catch((e: Error) => {
-      log(`run ${n}: ${e.message}`);
-      sock.destroy();
-    });
+    // Taken before any await: a run that comes while this one waits gets the agent after it.
+    const mine = next;
+    next = ahead();
+    let agent: WaitingAgent | undefined = await mine.catch(() => undefined);
+    // The waiting agent died (rare): start another for this run.
+    if (!agent || agent.closed) agent = await startAgent().catch(() => undefined);
+    if (!agent) {
+      log(`run ${n}: no step agent to give; it connects over SSH`);
+      return void sock.destroy();
+    }
+    log(`run ${n} attached`);
+    agent.handTo(sock);
+  };
+  server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    // Runs take the warm VM's lock, so whoever waits in line here is the run
+    // after one that is letting go right now: it waits the few ms that takes.
+    queue.push(sock);
+    void serveNext();
   });
   const socketPath = keeperSocket(s);
   fs.rmSync(socketPath, { force: true });

@@ -43,15 +43,19 @@ export async function waitForOutput(run: CliRun, text: string, ms: number): Prom
   }
 }
 
-/** Pids of the QEMUs started with LAB_RUN_TAG=tag (every QEMU without a tag). */
-export function qemuPids(tag?: string): number[] {
+function pgrep(pattern: string): number[] {
   try {
-    const pattern = tag ? `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)` : 'qemu-system-x86_64';
     return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
   } catch {
     return [];
   }
 }
+
+/** Pids of the QEMUs started with LAB_RUN_TAG=tag (every QEMU without a tag). */
+export const qemuPids = (tag?: string) => pgrep(tag ? `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)` : 'qemu-system-x86_64');
+
+/** Pids of the warm-VM keepers (vm/keeper.ts) of VMs started with LAB_RUN_TAG=tag. */
+export const keeperPids = (tag: string) => pgrep(`vm keeper .*/sockmap-labs-${tag}-vm-`);
 
 /** The last lines of a run's output, to show beside a failed assertion. */
 export function tail(out: string, lines = 40): string {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, qemuPids } from './cli-helpers.ts';
+import { cli, keeperPids, qemuPids } from './cli-helpers.ts';
 
 // A warm VM of the tests' own, apart from any the developer has up.
 const vmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-warm-test-'));
@@ -27,9 +27,13 @@ describe('warm VM', () => {
       expect(fs.statSync(path.join(vmDir, 'state.json')).mode & 0o777).toBe(0o600);
       expect(fs.statSync(vmDir).mode & 0o777).toBe(0o700);
       expect(fs.statSync(state.clientKey).mode & 0o777).toBe(0o600);
+      // The keeper runs, reachable only by this user.
+      expect(keeperPids(tag)).toEqual([state.keeperPid]);
+      expect(fs.statSync(path.join(state.vmDir, 'keeper.sock')).mode & 0o777).toBe(0o600);
 
       const status = await cli(['vm', 'status'], env).done;
       expect(status.out).toContain(`qemu pid ${state.pid}`);
+      expect(status.out).toContain(`keeper pid ${state.keeperPid}`);
 
       const exec = await cli(['vm', 'exec', '--', 'uname -r; id -u'], env).done;
       expect(exec.out).toContain(`${state.kernelRelease}\n0\n`);
@@ -44,8 +48,11 @@ describe('warm VM', () => {
         expect(run.out).toContain('✔ PASS Lab 01');
         expect(run.code).toBe(0);
       }
-      // The same QEMU served every run.
+      // The same QEMU served every run, each through the keeper's waiting agent.
       expect(qemuPids(tag)).toEqual([state.pid]);
+      expect(fs.readFileSync(path.join(state.vmDir, 'keeper.log'), 'utf8').match(/run \d+ attached/g)).toHaveLength(4);
+      // Every run's agent ended with it: this exec's own and the next run's are all that is left.
+      expect((await cli(['vm', 'exec', '--', 'pgrep -c -x step-agent'], env).done).out.trim()).toBe('2');
     },
     300_000,
   );
@@ -65,12 +72,36 @@ describe('warm VM', () => {
   );
 
   it(
+    'a run killed mid-step leaves nothing running in the guest; without a keeper, runs connect over SSH',
+    async () => {
+      const state = JSON.parse(fs.readFileSync(path.join(vmDir, 'state.json'), 'utf8'));
+      // SIGKILL: the run cannot clean up; the keeper sees its socket close and ends its agent, which kills the step.
+      const run = cli(['vm', 'exec', '--', 'echo started; exec sleep 300'], env);
+      while (!run.output().includes('started')) await new Promise((r) => setTimeout(r, 100));
+      run.child.kill('SIGKILL');
+      await run.done;
+      const count = async () => (await cli(['vm', 'exec', '--', 'pgrep -c -x sleep || true'], env).done).out.trim();
+      let sleeps = await count();
+      for (let i = 0; i < 20 && sleeps !== '0'; i++) sleeps = await count();
+      expect(sleeps).toBe('0');
+
+      process.kill(state.keeperPid, 'SIGKILL');
+      const status = await cli(['vm', 'status'], env).done;
+      expect(status.out).toContain('no keeper: runs connect over SSH');
+      const lab = await cli(['lab', '1', '--quiet'], env).done;
+      expect(lab.out).toContain('✔ PASS Lab 01');
+    },
+    120_000,
+  );
+
+  it(
     'vm down stops it and removes its keys and state',
     async () => {
       const state = JSON.parse(fs.readFileSync(path.join(vmDir, 'state.json'), 'utf8'));
       const down = await cli(['vm', 'down'], env).done;
       expect(down.out).toContain(`stopped the warm VM (qemu pid ${state.pid})`);
       expect(qemuPids(tag)).toEqual([]);
+      expect(keeperPids(tag)).toEqual([]);
       expect(fs.existsSync(state.vmDir)).toBe(false);
       expect(fs.readdirSync(vmDir)).toEqual([]);
       const status = await cli(['vm', 'status'], env).done;
@@ -80,5 +111,20 @@ describe('warm VM', () => {
       expect(shell.out).toContain('fix:   npm run vm -- up');
     },
     60_000,
+  );
+
+  it(
+    'the keeper exits by itself when QEMU dies',
+    async () => {
+      expect((await cli(['vm', 'up'], env).done).code).toBe(0);
+      const state = JSON.parse(fs.readFileSync(path.join(vmDir, 'state.json'), 'utf8'));
+      expect(keeperPids(tag)).toEqual([state.keeperPid]);
+      process.kill(state.pid, 'SIGKILL');
+      for (let i = 0; i < 50 && keeperPids(tag).length; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(keeperPids(tag)).toEqual([]);
+      expect(fs.existsSync(path.join(state.vmDir, 'keeper.sock'))).toBe(false);
+      expect((await cli(['vm', 'status'], env).done).out).toContain('no warm VM is up');
+    },
+    120_000,
   );
 });
