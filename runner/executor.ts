@@ -178,7 +178,10 @@ async function settledHealth(backend: Backend): Promise<string | undefined> {
 /** Kills background actors, runs the lab's cleanup, removes its state and pins. */
 function teardownCommand(lab: LoadedLab): string {
   return [
-    'for f in "$STATE"/*.bgpid; do [ -e "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null; done',
+    'for f in "$STATE"/*.bgpid; do [ -e "$f" ] || continue; g=$(<"$f"); kill -KILL -- "-$g" 2>/dev/null',
+    // Until the group is gone (reaped; at most 2 s): nothing of it may outlive the run, not even briefly.
+    '  for _ in {1..20}; do kill -0 -- "-$g" 2>/dev/null || break; sleep 0.1; done',
+    'done',
     lab.spec.cleanup ? `( ${lab.spec.cleanup.trim()}\n) >/dev/null 2>&1` : '',
     'rm -rf "$STATE" "$PIN"',
     // The shared parents go too once empty (another lab's pins keep them).

@@ -20,7 +20,7 @@ export function describeState(s: WarmState): string {
     `warm VM up for ${since(s.startedAt)}: kernel ${s.kernelRelease}, accel ${s.accel}`,
     `  qemu pid ${s.pid}, ssh on 127.0.0.1:${s.port}`,
     `  console log ${s.consoleLog}`,
-    keeperAlive(s) ? `  keeper pid ${s.keeperPid}: holds a step agent ready for the next run` : '  no keeper: runs connect over SSH (npm run vm -- down, then up, starts one)',
+    keeperAlive(s) ? `  keeper pid ${s.keeperPid}: holds a step agent ready for the next run` : '  no keeper: runs connect over SSH (the next run starts one)',
   ].join('\n');
 }
 

@@ -12,18 +12,14 @@
 //
 // It exits when QEMU does, when its SSH connection drops, or on SIGTERM
 // (`vm down`). A run that cannot reach it connects over SSH as before.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import type { ClientChannel } from 'ssh2';
-import { projectRoot } from './cache.ts';
 import { GUEST_PATHS } from './qemu.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
 import { shq } from './step-wrapper.ts';
-import { alive, keeperSocket, readState, type WarmState } from './warm.ts';
+import { alive, keeperLog, keeperSocket, readState, spawnKeeper, type WarmState } from './warm.ts';
 
-export const keeperLog = (vmDir: string) => path.join(vmDir, 'keeper.log');
 const AGENT = `${GUEST_PATHS.build}/bin/step-agent`;
 
 /**
@@ -31,10 +27,7 @@ const AGENT = `${GUEST_PATHS.build}/bin/step-agent`;
  * or undefined (with the reason) when it did not come up: runs then use SSH.
  */
 export async function startKeeper(s: WarmState, waitMs = 15_000): Promise<{ pid?: number; problem?: string }> {
-  const log = fs.openSync(keeperLog(s.vmDir), 'a', 0o600);
-  // Detached, in a process group of its own: Ctrl-C in the terminal that ran `vm up` later does not reach it.
-  const child = spawn(process.execPath, [path.join(projectRoot, 'runner', 'launch.mjs'), 'vm', 'keeper', s.vmDir], { detached: true, stdio: ['ignore', log, log] });
-  fs.closeSync(log);
+  const child = spawnKeeper(s);
   let exited = false;
   child.once('exit', () => (exited = true));
   child.unref();

@@ -8,6 +8,7 @@
 //
 // Two runs at once never share it: a run takes the VM's lock for as long as
 // it uses it, and a second run finds it busy and boots its own throw-away VM.
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -29,6 +30,18 @@ export interface WarmState extends VmHandle {
 
 /** Where the warm VM's keeper listens: in the VM's own 0700 folder, gone with it. */
 export const keeperSocket = (s: WarmState) => path.join(s.vmDir, 'keeper.sock');
+export const keeperLog = (vmDir: string) => path.join(vmDir, 'keeper.log');
+
+/** Starts the warm VM's keeper (vm/keeper.ts) and does not wait for it. */
+export function spawnKeeper(s: WarmState): ChildProcess {
+  fs.rmSync(keeperSocket(s), { force: true });
+  const log = fs.openSync(keeperLog(s.vmDir), 'a', 0o600);
+  // Detached, in a process group of its own: a Ctrl-C in the terminal that started it does not reach it.
+  const child = spawn(process.execPath, [path.join(projectRoot, 'runner', 'launch.mjs'), 'vm', 'keeper', s.vmDir], { detached: true, stdio: ['ignore', log, log] });
+  fs.closeSync(log);
+  child.unref();
+  return child;
+}
 
 /** Where the warm VM's state lives; LAB_VM_DIR gives tests (or a second user) their own. */
 export const warmDir = () => (process.env.LAB_VM_DIR ? path.resolve(process.env.LAB_VM_DIR) : path.join(cacheDir(), 'vm'));
@@ -211,9 +224,16 @@ export class AttachedBackend implements Backend {
 
   async stop(): Promise<void> {
     this.kept?.sock.end();
-    this.kept = undefined;
     this.ssh?.close();
     this.ssh = undefined;
+    // This run went over SSH because the keeper was gone (killed, or its connection dropped):
+    // start another for the next run, while this one still holds the lock.
+    const now = this.kept || !stepAgent('keeper') ? undefined : readState();
+    if (now?.vmDir === this.state.vmDir && !keeperAlive(now)) {
+      const child = spawnKeeper(now);
+      if (child.pid) writeState({ ...now, keeperPid: child.pid });
+    }
+    this.kept = undefined;
     unlock();
   }
 }

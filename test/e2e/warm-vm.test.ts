@@ -4,7 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli, keeperPids, qemuPids } from './cli-helpers.ts';
+import { fanOut, runLab } from '../../runner/executor.ts';
+import { discoverLabs, loadLab, selectLabs } from '../../runner/labs.ts';
+import { AttachedBackend, readState } from '../../vm/warm.ts';
+import { cli, fixtures, keeperPids, qemuPids } from './cli-helpers.ts';
 
 // A warm VM of the tests' own, apart from any the developer has up.
 const vmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-warm-test-'));
@@ -53,8 +56,29 @@ describe('warm VM', () => {
       expect(fs.readFileSync(path.join(state.vmDir, 'keeper.log'), 'utf8').match(/run \d+ attached/g)).toHaveLength(4);
       // Every run's agent ended with it: this exec's own and the next run's are all that is left.
       expect((await cli(['vm', 'exec', '--', 'pgrep -c -x step-agent'], env).done).out.trim()).toBe('2');
+
     },
     300_000,
+  );
+
+  it(
+    "a background actor and its children are gone when the lab's run ends, not a moment later",
+    async () => {
+      // In this process, so the look comes within milliseconds of the teardown (as the soak's does).
+      process.env.LAB_VM_DIR = vmDir;
+      const b = new AttachedBackend(readState()!);
+      const info = await b.start();
+      try {
+        const lab = loadLab(selectLabs(discoverLabs(fixtures), ['background'])[0]);
+        const r = await runLab(lab, b, fanOut([]), { kernelRelease: info.kernelRelease });
+        expect(r.status).toBe('passed');
+        expect((await b.exec('pgrep -c -x sleep || true')).stdout.trim()).toBe('0');
+      } finally {
+        await b.stop();
+        delete process.env.LAB_VM_DIR;
+      }
+    },
+    60_000,
   );
 
   it(
@@ -72,7 +96,7 @@ describe('warm VM', () => {
   );
 
   it(
-    'a run killed mid-step leaves nothing running in the guest; without a keeper, runs connect over SSH',
+    'a run killed mid-step leaves nothing running in the guest; without a keeper, a run connects over SSH and starts a new one',
     async () => {
       const state = JSON.parse(fs.readFileSync(path.join(vmDir, 'state.json'), 'utf8'));
       // SIGKILL: the run cannot clean up; the keeper sees its socket close and ends its agent, which kills the step.
@@ -90,6 +114,12 @@ describe('warm VM', () => {
       expect(status.out).toContain('no keeper: runs connect over SSH');
       const lab = await cli(['lab', '1', '--quiet'], env).done;
       expect(lab.out).toContain('✔ PASS Lab 01');
+      // That run started a new keeper for the next one.
+      const again = JSON.parse(fs.readFileSync(path.join(vmDir, 'state.json'), 'utf8'));
+      expect(again.keeperPid).not.toBe(state.keeperPid);
+      for (let i = 0; i < 100 && !fs.existsSync(path.join(state.vmDir, 'keeper.sock')); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(keeperPids(tag)).toEqual([again.keeperPid]);
+      expect((await cli(['vm', 'status'], env).done).out).toContain(`keeper pid ${again.keeperPid}`);
     },
     120_000,
   );
