@@ -11,7 +11,7 @@ import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel
 import { freePort, QemuBackend } from '../vm/qemu.ts';
 import { connectSsh } from '../vm/ssh.ts';
 import { stepAgent } from '../vm/step-wrapper.ts';
-import { AttachedBackend, readState, tryLock } from '../vm/warm.ts';
+import { AttachedBackend, readState, tryLock, type WarmState } from '../vm/warm.ts';
 import { VngBackend } from '../vm/vng.ts';
 import { UserError } from './errors.ts';
 import { loadProgress, recordResult, saveProgress } from './progress.ts';
@@ -88,6 +88,17 @@ export async function buildBpf(log: (s: string) => void = () => {}, signal?: Abo
   if (r.stdout.trim()) log(r.stdout.trim());
 }
 
+/** The warm VM, when it runs this kernel (a path, or the default) for this checkout. */
+function warmFor(kernel: string | undefined, o: Pick<RunOptions, 'warm'>): WarmState | undefined {
+  const warm = o.warm === false ? undefined : readState();
+  if (!warm || warm.projectRoot !== projectRoot) return undefined;
+  try {
+    return resolveKernel({ explicit: kernel }).image === warm.kernelImage ? warm : undefined;
+  } catch {
+    return undefined; // no such kernel: the checks say so
+  }
+}
+
 export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | 'warm'> & { kernel?: string }, log: (s: string) => void) {
   if (o.backend === 'host') return { backend: new HostBackend() as Backend, config: readHostConfig() };
   const kernel = resolveKernel({ explicit: o.kernel });
@@ -114,8 +125,8 @@ export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | '
     return { backend: backend as Backend, config, kernel };
   }
   // A warm VM on the same kernel and checkout: attach instead of booting, unless another run uses it.
-  const warm = o.warm === false ? undefined : readState();
-  if (warm && warm.kernelImage === kernel.image && warm.projectRoot === projectRoot) {
+  const warm = warmFor(kernel.image, o);
+  if (warm) {
     if (tryLock()) {
       log(`using the warm VM (qemu pid ${warm.pid}); stop it with: npm run vm -- down`);
       return { backend: new AttachedBackend(warm) as Backend, config, kernel };
@@ -188,8 +199,10 @@ export async function onEachMachine(
   process.on('SIGTERM', onSignal);
   const kernels: (string | undefined)[] = o.kernels?.length ? o.kernels : [undefined];
   try {
-    // A miss stops here, with its fix, before anything is built or booted.
-    if (o.backend !== 'host') for (const k of kernels) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
+    // A miss stops here, with its fix, before anything is built or booted
+    // (a run that attaches to the warm VM boots nothing: it needs no QEMU checks).
+    const boots = (k?: string) => o.backend === 'vng' || (o.backend === 'qemu' && !warmFor(k, o));
+    for (const k of kernels) if (boots(k)) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
     await buildBpf(ui.notice, controller.signal);
     for (const kernelPath of kernels) {
       if (controller.signal.aborted) break;

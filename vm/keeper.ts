@@ -30,7 +30,6 @@ export async function startKeeper(s: WarmState, waitMs = 15_000): Promise<{ pid?
   const child = spawnKeeper(s);
   let exited = false;
   child.once('exit', () => (exited = true));
-  child.unref();
   const end = Date.now() + waitMs;
   while (Date.now() < end && !exited) {
     if (fs.existsSync(keeperSocket(s))) return { pid: child.pid };

@@ -223,7 +223,9 @@ export class AttachedBackend implements Backend {
   }
 
   async stop(): Promise<void> {
-    this.kept?.sock.end();
+    // Closed outright, not half-closed: end() would keep this process waiting
+    // for the guest's agent to exit. The keeper ends the agent either way.
+    this.kept?.sock.destroy();
     this.ssh?.close();
     this.ssh = undefined;
     // This run went over SSH because the keeper was gone (killed, or its connection dropped):
