@@ -88,15 +88,10 @@ export async function buildBpf(log: (s: string) => void = () => {}, signal?: Abo
   if (r.stdout.trim()) log(r.stdout.trim());
 }
 
-/** The warm VM, when it runs this kernel (a path, or the default) for this checkout. */
-function warmFor(kernel: string | undefined, o: Pick<RunOptions, 'warm'>): WarmState | undefined {
+/** The warm VM, when it runs this kernel image for this checkout. */
+function warmFor(kernelImage: string | undefined, o: Pick<RunOptions, 'warm'>): WarmState | undefined {
   const warm = o.warm === false ? undefined : readState();
-  if (!warm || warm.projectRoot !== projectRoot) return undefined;
-  try {
-    return resolveKernel({ explicit: kernel }).image === warm.kernelImage ? warm : undefined;
-  } catch {
-    return undefined; // no such kernel: the checks say so
-  }
+  return warm && warm.projectRoot === projectRoot && warm.kernelImage === kernelImage ? warm : undefined;
 }
 
 export async function makeBackend(o: Pick<RunOptions, 'backend' | 'memoryMb' | 'warm'> & { kernel?: string }, log: (s: string) => void) {
@@ -201,7 +196,14 @@ export async function onEachMachine(
   try {
     // A miss stops here, with its fix, before anything is built or booted
     // (a run that attaches to the warm VM boots nothing: it needs no QEMU checks).
-    const boots = (k?: string) => o.backend === 'vng' || (o.backend === 'qemu' && !warmFor(k, o));
+    const image = (k?: string) => {
+      try {
+        return resolveKernel({ explicit: k }).image;
+      } catch {
+        return undefined; // no such kernel: the checks say so
+      }
+    };
+    const boots = (k?: string) => o.backend === 'vng' || (o.backend === 'qemu' && !warmFor(image(k), o));
     for (const k of kernels) if (boots(k)) requirePassing(await vmChecks(k), paint(colorWanted(process.stderr)));
     await buildBpf(ui.notice, controller.signal);
     for (const kernelPath of kernels) {
