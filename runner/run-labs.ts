@@ -23,7 +23,7 @@ import { MarkdownSummaryReporter } from './reporters/markdown.ts';
 import { JsonLinesReporter } from './reporters/json.ts';
 import { JUnitReporter } from './reporters/junit.ts';
 import { discoverLabs, loadLab, selectLabs } from './labs.ts';
-import { colorWanted, paint, spinner } from './style.ts';
+import { colorWanted, loadOra, paint, spinner } from './style.ts';
 import { requirePassing, vmChecks } from './doctor.ts';
 import { TerminalReporter } from './reporters/terminal.ts';
 
@@ -248,7 +248,7 @@ export async function runLabs(o: RunOptions): Promise<number> {
     throw new UserError('--step waits for your keys before each step, so it needs a terminal', `run it in a terminal, or without --step: npm run lab ${o.labs.join(' ')}`);
   const refs = selectLabs(discoverLabs(), o.labs);
   const labs = refs.map(loadLab);
-  const terminal = new TerminalReporter({ ora: tty && !o.out ? (await import('ora')).default : undefined, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
+  const terminal = new TerminalReporter({ ora: tty && !o.out ? await loadOra() : undefined, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
   const reporter = fanOut(
     parseReporterSpecs(o.reporters ?? [], o.output).map((r): Reporter => {
       switch (r.name) {

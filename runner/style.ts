@@ -1,8 +1,12 @@
-// Terminal colours, only where they help: on a TTY, and never with NO_COLOR.
-/** An ora spinner on a terminal; ora (~90 ms to load) is loaded only when one is shown. */
+// Terminal colours, only where they help: on a TTY, and never with NO_COLOR;
+// and spinners, only on a terminal.
+
+/** ora, loaded only when a spinner will be shown: it takes ~90 ms to load. */
+export const loadOra = async () => (await import('ora')).default;
+
+/** A started ora spinner. */
 export async function spinner(text: string, stream: NodeJS.WritableStream = process.stdout) {
-  const { default: ora } = await import('ora');
-  return ora({ text, stream: stream as NodeJS.WriteStream }).start();
+  return (await loadOra())({ text, stream: stream as NodeJS.WriteStream }).start();
 }
 
 export interface Paint {

@@ -93,13 +93,8 @@ export class SshTransport {
     else this.client.once('close', cb);
   }
 
-  /** A channel running a raw command string: for the keeper's step agents. */
+  /** A channel running a raw command string (no wrapping, no kill on timeout); the keeper's step agents use it too. */
   channel(command: string): Promise<ClientChannel> {
-    return this.open(command);
-  }
-
-  /** Runs a raw command string (no wrapping, no kill on timeout). */
-  private open(command: string): Promise<ClientChannel> {
     return new Promise((resolve, reject) => {
       if (this.closed) return reject(new Error('the SSH connection to the guest is closed'));
       this.client.exec(command, (err, ch) => (err ? reject(err) : resolve(ch)));
@@ -108,7 +103,7 @@ export class SshTransport {
 
   /** Runs a command and waits for it; no timeout. Used for housekeeping. */
   async run(command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const ch = await this.open(command);
+    const ch = await this.channel(command);
     return new Promise((resolve) => {
       let stdout = '';
       let stderr = '';
@@ -122,7 +117,7 @@ export class SshTransport {
 
   /** Starts the agent over one channel, or settles on 'none' (no agent binary in the guest). */
   private async startAgent(path: string): Promise<StepAgent | 'none'> {
-    const ch = await this.open(`exec ${shq(path)}`);
+    const ch = await this.channel(`exec ${shq(path)}`);
     const agent = new StepAgent(ch, ch);
     ch.stderr.resume();
     try {
@@ -147,7 +142,7 @@ export class SshTransport {
   private async execOnChannel(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const started = Date.now();
     const id = `${process.pid}-${++this.stepCounter}`;
-    const ch = await this.open(wrapStep(command, id, this.wrapping, opts.env));
+    const ch = await this.channel(wrapStep(command, id, this.wrapping, opts.env));
     return new Promise((resolve) => {
       let stdout = '';
       let stderr = '';

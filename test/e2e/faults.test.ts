@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveKernel } from '../../vm/kernel.ts';
-import { cli, fixtures, qemuPids, root, waitForOutput, tail } from './cli-helpers.ts';
+import { cli, fixtures, qemuPids, root, waitForOutput, tail, type CliRun } from './cli-helpers.ts';
 
 const faults = path.join(root, 'test/fixtures/faults');
 const badLabs = path.join(root, 'test/fixtures/bad-labs');
@@ -145,6 +145,15 @@ describe('signals at each phase', () => {
     { sig: 'SIGTERM', code: 143, says: 'SIGTERM' },
   ] as const;
 
+  /** Signals a lab run that reached its phase: it says it stops the step and the VM, exits `code`, and leaves no QEMU. */
+  async function stopsCleanly(run: CliRun, tag: string, { sig, code: want, says }: (typeof SIGNALS)[number]) {
+    run.child.kill(sig);
+    const { code, out } = await run.done;
+    expect(out).toContain(`${says}: stopping the step and the VM`);
+    expect(code, tail(out)).toBe(want);
+    expect(qemuPids(tag)).toEqual([]);
+  }
+
   it.each(SIGNALS)(
     '$sig while building the BPF objects: exit $code, nothing left',
     async ({ sig, code: want }) => {
@@ -166,31 +175,23 @@ describe('signals at each phase', () => {
 
   it.each(SIGNALS)(
     '$sig while the VM boots: exit $code, no QEMU left',
-    async ({ sig, code: want, says }) => {
+    async (signal) => {
       const { tag, env } = tagged();
       const run = cli(['lab', '1'], env);
       expect(await untilQemu(tag)).toHaveLength(1);
-      run.child.kill(sig);
-      const { code, out } = await run.done;
-      expect(out).toContain(`${says}: stopping the step and the VM`);
-      expect(code, tail(out)).toBe(want);
-      expect(qemuPids(tag)).toEqual([]);
+      await stopsCleanly(run, tag, signal);
     },
     VM_MS,
   );
 
   it.each(SIGNALS)(
     '$sig during a step: the step and the VM stop, exit $code, no QEMU left',
-    async ({ sig, code: want, says }) => {
+    async (signal) => {
       const { tag, env } = tagged({ LABS_DIR: fixtures });
       const run = cli(['lab', 'slow'], env);
       await waitForOutput(run, '│ sleeping', 180_000);
       expect(qemuPids(tag)).toHaveLength(1);
-      run.child.kill(sig);
-      const { code, out } = await run.done;
-      expect(out).toContain(`${says}: stopping the step and the VM`);
-      expect(code, tail(out)).toBe(want);
-      expect(qemuPids(tag)).toEqual([]);
+      await stopsCleanly(run, tag, signal);
     },
     VM_MS,
   );
