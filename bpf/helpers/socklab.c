@@ -57,6 +57,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "socket_helpers.h"
+
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
 #endif
@@ -166,87 +168,8 @@ static const char *local_str(int fd, char *buf, size_t len)
 	return addr_str(&ss, buf, len);
 }
 
-/* Listening socket of the family, bound to loopback on a free port. */
-static int listener(int family, int type, struct sockaddr_storage *addr, socklen_t *alen)
-{
-	int fd = socket(family, type, 0), one = 1;
-
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(addr, 0, sizeof(*addr));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (void *)addr;
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		*alen = sizeof(*in);
-	} else if (family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (void *)addr;
-		in6->sin6_family = AF_INET6;
-		in6->sin6_addr = in6addr_loopback;
-		*alen = sizeof(*in6);
-	} else {
-		struct sockaddr_vm *vm = (void *)addr;
-		vm->svm_family = AF_VSOCK;
-		vm->svm_cid = VMADDR_CID_LOCAL; /* needs the vsock_loopback module */
-		vm->svm_port = VMADDR_PORT_ANY;
-		*alen = sizeof(*vm);
-	}
-	if (bind(fd, (void *)addr, *alen) || getsockname(fd, (void *)addr, alen))
-		goto err;
-	if (type != SOCK_DGRAM && listen(fd, 8))
-		goto err;
-	return fd;
-err:
-	close(fd);
-	return -1;
-}
-
-/* A connected pair: *c is the active (client) side, *p the passive (accepted) side. */
-static int make_pair(const char *kind, int *c, int *p)
-{
-	struct sockaddr_storage addr, addr2;
-	socklen_t alen, alen2;
-	int family, type, sv[2], l;
-
-	if (!strcmp(kind, "unix-stream") || !strcmp(kind, "unix-dgram") || !strcmp(kind, "unix-seqpacket")) {
-		type = !strcmp(kind, "unix-stream") ? SOCK_STREAM : !strcmp(kind, "unix-dgram") ? SOCK_DGRAM : SOCK_SEQPACKET;
-		if (socketpair(AF_UNIX, type, 0, sv))
-			return -1;
-		*c = sv[0];
-		*p = sv[1];
-		return 0;
-	}
-	if (!strcmp(kind, "udp")) {
-		/* Two bound UDP sockets, each connected to the other. */
-		*c = listener(AF_INET, SOCK_DGRAM, &addr, &alen);
-		*p = listener(AF_INET, SOCK_DGRAM, &addr2, &alen2);
-		if (*c < 0 || *p < 0 || connect(*c, (void *)&addr2, alen2) || connect(*p, (void *)&addr, alen))
-			return -1;
-		return 0;
-	}
-	if (!strcmp(kind, "tcp"))
-		family = AF_INET, type = SOCK_STREAM;
-	else if (!strcmp(kind, "tcp6"))
-		family = AF_INET6, type = SOCK_STREAM;
-	else if (!strcmp(kind, "vsock-stream"))
-		family = AF_VSOCK, type = SOCK_STREAM;
-	else if (!strcmp(kind, "vsock-seqpacket"))
-		family = AF_VSOCK, type = SOCK_SEQPACKET;
-	else {
-		errno = EPROTONOSUPPORT;
-		return -2;
-	}
-	l = listener(family, type, &addr, &alen);
-	if (l < 0)
-		return -1;
-	*c = socket(family, type, 0);
-	if (*c < 0 || connect(*c, (void *)&addr, alen))
-		return -1;
-	*p = accept(l, NULL, NULL);
-	close(l);
-	return *p < 0 ? -1 : 0;
-}
+/* How socklab binds: SO_REUSEADDR, and a listen backlog of 8. */
+static const struct sock_setup setup = { .backlog = 8, .reuseaddr = true };
 
 static int make_one(const char *kind)
 {
@@ -256,11 +179,11 @@ static int make_one(const char *kind)
 	if (!strcmp(kind, "tcp"))
 		return socket(AF_INET, SOCK_STREAM, 0);
 	if (!strcmp(kind, "tcp-listen"))
-		return listener(AF_INET, SOCK_STREAM, &addr, &alen);
+		return bound_socket(&setup, AF_INET, SOCK_STREAM, NULL, &addr, &alen);
 	if (!strcmp(kind, "udp"))
 		return socket(AF_INET, SOCK_DGRAM, 0);
 	if (!strcmp(kind, "udp-bound"))
-		return listener(AF_INET, SOCK_DGRAM, &addr, &alen);
+		return bound_socket(&setup, AF_INET, SOCK_DGRAM, NULL, &addr, &alen);
 	if (!strcmp(kind, "unix-stream"))
 		return socket(AF_UNIX, SOCK_STREAM, 0);
 	if (!strcmp(kind, "unix-dgram"))
@@ -341,16 +264,6 @@ static int need_map(const char *cmd)
 
 /* ---- fd handover (SCM_RIGHTS) ----------------------------------------- */
 
-static int unix_addr(const char *path, struct sockaddr_un *sun)
-{
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path))
-		return -1;
-	strcpy(sun->sun_path, path);
-	return 0;
-}
-
 /* Sends `fd` over a fresh connection to `path`, with the key as the message text. */
 static int send_fd(const char *path, int fd, const char *key)
 {
@@ -362,17 +275,23 @@ static int send_fd(const char *path, int fd, const char *key)
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 	struct sockaddr_un sun;
+	socklen_t sl;
 	char ack[128] = "";
-	int c = socket(AF_UNIX, SOCK_STREAM, 0), n;
+	int c, n;
 
-	if (c < 0 || unix_addr(path, &sun) || connect(c, (void *)&sun, sizeof(sun)))
+	if (unix_address(path, &sun, &sl))
+		return -1;
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (c < 0)
 		return -1;
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	if (sendmsg(c, &msg, 0) < 0)
+	if (connect(c, (void *)&sun, sl) || sendmsg(c, &msg, 0) < 0) {
+		close_keep_errno(c);
 		return -1;
+	}
 	n = read(c, ack, sizeof(ack) - 1); /* the owner answers with what it did */
 	close(c);
 	if (n > 0)
@@ -383,13 +302,16 @@ static int send_fd(const char *path, int fd, const char *key)
 /* The map owner: accepts handed-over sockets forever and inserts each at the key sent with it. */
 static int serve_fds(const char *cmd, const char *path)
 {
-	struct sockaddr_un sun;
-	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	static const struct sock_setup owner = { .backlog = 8 }; /* no SO_REUSEADDR */
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	int l;
 
 	if (need_map(cmd))
 		return -1;
 	unlink(path);
-	if (l < 0 || unix_addr(path, &sun) || bind(l, (void *)&sun, sizeof(sun)) || listen(l, 8))
+	l = bound_socket(&owner, AF_UNIX, SOCK_STREAM, path, &addr, &alen);
+	if (l < 0)
 		return fail_errno(cmd, errno) ? -1 : -1;
 	say(cmd, "owner of %s, waiting for sockets on %s", map_path, path);
 	for (;;) {
@@ -495,14 +417,14 @@ static int run_command(char *line)
 		snprintf(map_path, sizeof(map_path), "%s", argv[1]);
 		say(cmd, "map id %u, key %uB, value %uB, %u entries", info.id, info.key_size, info.value_size, info.max_entries);
 	} else if (!strcmp(op, "pair") && argc == 3) {
-		int c = -1, p = -1, r = make_pair(argv[2], &c, &p);
+		int fd[2];
 		char a[96], b[96];
 
-		if (r)
+		if (connected_pair(&setup, argv[2], fd))
 			return fail_errno(cmd, errno);
-		add(argv[1], "0", c, argv[2]);
-		add(argv[1], "1", p, argv[2]);
-		say(cmd, "%s0 %s <-> %s1 %s", argv[1], local_str(c, a, sizeof(a)), argv[1], local_str(p, b, sizeof(b)));
+		add(argv[1], "0", fd[0], argv[2]);
+		add(argv[1], "1", fd[1], argv[2]);
+		say(cmd, "%s0 %s <-> %s1 %s", argv[1], local_str(fd[0], a, sizeof(a)), argv[1], local_str(fd[1], b, sizeof(b)));
 	} else if (!strcmp(op, "socket") && argc == 3) {
 		int fd = make_one(argv[2]);
 		char a[96];

@@ -71,6 +71,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "socket_helpers.h"
+
 /* ---- what is probed --------------------------------------------------- */
 
 enum { SOCKMAP, SOCKHASH, NMAPS };
@@ -179,90 +181,8 @@ static bool any(const bool *want, int n)
 
 /* ---- sockets ---------------------------------------------------------------- */
 
-/* A socket bound to loopback on a free port, listening unless it is a datagram socket; -1 and errno on failure. */
-static int bound(int family, int type, struct sockaddr_storage *addr, socklen_t *alen)
-{
-	int fd = socket(family, type, 0), err;
-
-	if (fd < 0)
-		return -1;
-	memset(addr, 0, sizeof(*addr));
-	if (family == AF_INET) {
-		struct sockaddr_in *in = (void *)addr;
-
-		in->sin_family = AF_INET;
-		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		*alen = sizeof(*in);
-	} else {
-		struct sockaddr_vm *vm = (void *)addr;
-
-		vm->svm_family = AF_VSOCK;
-		vm->svm_cid = VMADDR_CID_LOCAL; /* the vsock_loopback transport */
-		vm->svm_port = VMADDR_PORT_ANY;
-		*alen = sizeof(*vm);
-	}
-	if (bind(fd, (void *)addr, *alen) || getsockname(fd, (void *)addr, alen) ||
-	    (type != SOCK_DGRAM && listen(fd, 1))) {
-		err = errno;
-		close(fd);
-		errno = err;
-		return -1;
-	}
-	return fd;
-}
-
-/* A connected pair of KIND: fd[0] the active (connecting) end, fd[1] the other. Returns 0 or -errno. */
-static int make_pair(const char *kind, int fd[2])
-{
-	struct sockaddr_storage a, b;
-	socklen_t alen, blen;
-	int family, type, l, err;
-
-	fd[0] = fd[1] = -1;
-	if (!strncmp(kind, "unix-", 5)) {
-		type = !strcmp(kind, "unix-stream") ? SOCK_STREAM : !strcmp(kind, "unix-dgram") ? SOCK_DGRAM : SOCK_SEQPACKET;
-		return socketpair(AF_UNIX, type, 0, fd) ? -errno : 0;
-	}
-	if (!strcmp(kind, "udp")) {
-		/* Two bound UDP sockets, each connected to the other. */
-		fd[0] = bound(AF_INET, SOCK_DGRAM, &a, &alen);
-		fd[1] = bound(AF_INET, SOCK_DGRAM, &b, &blen);
-		if (fd[0] < 0 || fd[1] < 0)
-			return -errno;
-		if (connect(fd[0], (void *)&b, blen) || connect(fd[1], (void *)&a, alen))
-			return -errno;
-		return 0;
-	}
-	if (!strcmp(kind, "tcp"))
-		family = AF_INET, type = SOCK_STREAM;
-	else if (!strcmp(kind, "vsock-stream"))
-		family = AF_VSOCK, type = SOCK_STREAM;
-	else if (!strcmp(kind, "vsock-seqpacket"))
-		family = AF_VSOCK, type = SOCK_SEQPACKET;
-	else
-		return -EPROTONOSUPPORT;
-	l = bound(family, type, &a, &alen);
-	if (l < 0)
-		return -errno;
-	fd[0] = socket(family, type, 0);
-	if (fd[0] < 0 || connect(fd[0], (void *)&a, alen)) {
-		err = -errno;
-		close(l);
-		return err;
-	}
-	fd[1] = accept(l, NULL, NULL);
-	err = fd[1] < 0 ? -errno : 0;
-	close(l);
-	return err;
-}
-
-static void close_pair(int fd[2])
-{
-	for (int i = 0; i < 2; i++)
-		if (fd[i] >= 0)
-			close(fd[i]);
-	fd[0] = fd[1] = -1;
-}
+/* How sockmap-matrix binds: no SO_REUSEADDR, a listen backlog of 1. */
+static const struct sock_setup setup = { .backlog = 1 };
 
 /*
  * The socket an insert probe tries: fd[0] is inserted, fd[1] (if any) is
@@ -275,9 +195,9 @@ static int make_insert_socket(const char *kind, int fd[2])
 
 	fd[0] = fd[1] = -1;
 	if (!strcmp(kind, "tcp-listen"))
-		fd[0] = bound(AF_INET, SOCK_STREAM, &a, &alen);
+		fd[0] = bound_socket(&setup, AF_INET, SOCK_STREAM, NULL, &a, &alen);
 	else if (!strcmp(kind, "udp-bound"))
-		fd[0] = bound(AF_INET, SOCK_DGRAM, &a, &alen);
+		fd[0] = bound_socket(&setup, AF_INET, SOCK_DGRAM, NULL, &a, &alen);
 	else if (!strcmp(kind, "tcp-unconnected"))
 		fd[0] = socket(AF_INET, SOCK_STREAM, 0);
 	else if (!strcmp(kind, "udp-unbound"))
@@ -287,7 +207,7 @@ static int make_insert_socket(const char *kind, int fd[2])
 	else if (!strcmp(kind, "vsock-dgram"))
 		fd[0] = socket(AF_VSOCK, SOCK_DGRAM, 0);
 	else
-		return make_pair(kind, fd);
+		return connected_pair(&setup, kind, fd);
 	return fd[0] < 0 ? -errno : 0;
 }
 
@@ -406,7 +326,7 @@ static int pair_of(int k, int fd[2])
 
 	if (vsock && vsock_failed[k])
 		return vsock_failed[k];
-	err = -make_pair(kinds[k], fd);
+	err = -connected_pair(&setup, kinds[k], fd);
 	if (err && vsock)
 		vsock_failed[k] = err;
 	return err;

@@ -1,4 +1,7 @@
 // step-agent: runs lab steps for the runner, many over one stream.
+// The guest half of the runner's step transport (vm/step-agent.ts is the
+// host half), kept beside the guest's init; bpf/Makefile builds it, with no
+// libbpf, to build/bin/step-agent, which the guest runs.
 //
 // Starting a command over SSH costs a new channel, a session process in sshd
 // and a login shell before the step's own bash even starts: about 0.3 s per
