@@ -10,18 +10,18 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildConfig } from '../core/config.ts';
 import { chooseAccel } from '../vm/accel.ts';
+import type { Backend } from '../vm/backend.ts';
+import { buildGuestPrograms } from '../vm/build.ts';
 import { ensureInitramfs } from '../vm/initramfs.ts';
-import { resolveKernel } from '../vm/kernel.ts';
 import { buildQemuArgs, QBOOT } from '../vm/qemu-args.ts';
 import { QemuProcess } from '../vm/qemu-process.ts';
-import type { Backend } from '../vm/backend.ts';
-import { QemuBackend } from '../vm/qemu.ts';
+import { bootBackend, kernelChoice, warmStore } from '../vm/session.ts';
 import { fanOut, runLab } from '../runner/executor.ts';
 import { discoverLabs, loadLab } from '../runner/labs.ts';
-import { buildBpf } from '../runner/run-labs.ts';
-import { vmUp } from '../runner/vm-commands.ts';
-import { AttachedBackend, stopWarm } from '../vm/warm.ts';
+import { vmDown, vmUp } from '../runner/vm-commands.ts';
+import { AttachedBackend } from '../vm/warm.ts';
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
@@ -36,9 +36,12 @@ const stepRuns = Number(values.steps);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-const kernel = resolveKernel();
-const { path: initrd } = await ensureInitramfs(kernel);
-const { accel } = await chooseAccel(kernel, initrd);
+const cfg = buildConfig();
+const kernel = kernelChoice(cfg).kernel!;
+const { path: initrd } = await ensureInitramfs(kernel, cfg.places.cacheDir);
+const { accel } = await chooseAccel(kernel, initrd, cfg.machine.accel, cfg.places.cacheDir);
+/** A cold VM as `npm run lab` boots it (its initramfs and accelerator are cached by now). */
+const coldVm = () => bootBackend(cfg, kernel, () => {}, { backend: 'qemu' });
 console.log(`kernel ${kernel.release}, accel ${accel}, ${os.cpus().length} host cores, ${runs} runs\n`);
 
 // 1. The floor: QEMU to our init, nothing else.
@@ -61,10 +64,10 @@ for (let i = 0; i < runs; i++) {
 const cold: number[] = [];
 const steps: number[] = [];
 let labMs = 0;
-await buildBpf();
+await buildGuestPrograms();
 const quiet = fanOut([]);
 for (let i = 0; i < runs; i++) {
-  const b = new QemuBackend({ kernel, accel });
+  const b = await coldVm();
   const t = Date.now();
   try {
     await b.start();
@@ -75,7 +78,7 @@ for (let i = 0; i < runs; i++) {
         if (r.code !== 0) throw new Error('trivial step failed');
         steps.push(r.durationMs);
       }
-      const lab = loadLab(discoverLabs()[0]);
+      const lab = loadLab(discoverLabs(cfg.places.labsDir)[0]);
       const info = { kernelRelease: kernel.release };
       const tl = Date.now();
       const res = await runLab(lab, b, quiet, info);
@@ -88,11 +91,11 @@ for (let i = 0; i < runs; i++) {
 }
 
 // 5. A whole lab, cold against warm, as `npm run lab 1` does either way.
-const labRef = discoverLabs()[0];
+const labRef = discoverLabs(cfg.places.labsDir)[0];
 /** Wall time of start + lab 01 + stop on a backend made by `make` (booted, or attached). */
-async function timeLab(make: () => Backend, what: string): Promise<number> {
+async function timeLab(make: () => Backend | Promise<Backend>, what: string): Promise<number> {
   const t = Date.now();
-  const b = make();
+  const b = await make();
   try {
     await b.start();
     const r = await runLab(loadLab(labRef), b, quiet, { kernelRelease: kernel.release });
@@ -103,8 +106,9 @@ async function timeLab(make: () => Backend, what: string): Promise<number> {
   return Date.now() - t;
 }
 const coldLab: number[] = [];
-for (let i = 0; i < runs; i++) coldLab.push(await timeLab(() => new QemuBackend({ kernel, accel }), 'cold'));
+for (let i = 0; i < runs; i++) coldLab.push(await timeLab(coldVm, 'cold'));
 process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-bench-'));
+const warmCfg = buildConfig();
 const warmLab: number[] = [];
 const cliCold: number[] = [];
 const cliWarm: number[] = [];
@@ -117,11 +121,11 @@ function cliLab(extra: string[]): number {
 }
 for (let i = 0; i < runs; i++) cliCold.push(cliLab(['--no-warm']));
 try {
-  const state = await vmUp({});
+  const state = await vmUp(warmCfg);
   for (let i = 0; i < runs; i++) cliWarm.push(cliLab([]));
-  for (let i = 0; i < runs; i++) warmLab.push(await timeLab(() => new AttachedBackend(state), 'warm'));
+  for (let i = 0; i < runs; i++) warmLab.push(await timeLab(() => new AttachedBackend(state, warmStore(warmCfg)), 'warm'));
 } finally {
-  await stopWarm();
+  await vmDown(warmCfg);
   fs.rmSync(process.env.LAB_VM_DIR, { recursive: true, force: true });
 }
 

@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runLabs } from '../runner/run-labs.ts';
-import { vmExec, vmUp } from '../runner/vm-commands.ts';
-import { stopWarm } from '../vm/warm.ts';
 import { execFileSync } from 'node:child_process';
+import { buildConfig } from '../core/config.ts';
+import { runLabs } from '../runner/run-labs.ts';
+import { vmDown, vmExec, vmUp } from '../runner/vm-commands.ts';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +38,9 @@ const tag = `soak${process.pid}`;
 process.env.LAB_RUN_TAG = tag;
 process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-soak-'));
 process.env.LAB_STATE_HOME = process.env.LAB_VM_DIR;
+/** The soak's runs are `npm run lab … -- --solutions --quiet`, warm or not. */
+const warmCfg = buildConfig({ solutions: true });
+const coldCfg = buildConfig({ solutions: true, warm: false });
 const logFile = path.join('build', 'logs', `soak-${process.pid}.log`);
 fs.mkdirSync(path.dirname(logFile), { recursive: true });
 const log = fs.createWriteStream(logFile);
@@ -61,7 +64,7 @@ async function guestCounts(): Promise<Record<string, number>> {
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((c: string) => ((text += c), true)) as typeof process.stdout.write;
   try {
-    await vmExec(GUEST_COUNTS);
+    await vmExec(warmCfg, GUEST_COUNTS);
   } finally {
     process.stdout.write = write;
   }
@@ -78,7 +81,7 @@ function pgrepCount(pattern: string): number {
 
 function hostCounts() {
   const qemus = pgrepCount(`qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)`);
-  const keepers = pgrepCount(`vm keeper .*/sockmap-labs-${tag}-vm-`);
+  const keepers = pgrepCount(`keeper\\.mjs .*/sockmap-labs-${tag}-vm-`);
   const keyDirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`)).length;
   return { qemus, keepers, keyDirs };
 }
@@ -99,12 +102,12 @@ interface Row {
 const rows: Row[] = [];
 
 console.log(`soak: ${runs} warm run(s) of lab ${labs.join(' ')}, then ${coldRuns} cold; output in ${logFile}`);
-await vmUp({});
+await vmUp(warmCfg);
 try {
   const base = await guestCounts();
   for (let i = 1; i <= runs; i++) {
     const t = Date.now();
-    const exit = await runLabs({ labs, backend: 'qemu', quiet: true, solutions: true, out: log });
+    const exit = await runLabs(warmCfg, { labs, quiet: true, out: log });
     const now = await guestCounts();
     const host = hostCounts();
     const leaks = Object.keys(base).filter((k) => now[k] > base[k]).map((k) => `${k} ${base[k]}→${now[k]}`);
@@ -115,11 +118,11 @@ try {
     console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
   }
 } finally {
-  await stopWarm();
+  await vmDown(warmCfg);
 }
 for (let i = 1; i <= coldRuns; i++) {
   const t = Date.now();
-  const exit = await runLabs({ labs, backend: 'qemu', quiet: true, solutions: true, warm: false, out: log });
+  const exit = await runLabs(coldCfg, { labs, quiet: true, out: log });
   const host = hostCounts();
   // The warm VM is down by now: none of its QEMU, keeper or keys may be left either.
   const leaks = Object.entries(host)

@@ -14,7 +14,7 @@ const Change = z.union([
   z.object({ step: z.string(), expect: z.unknown() }).strict(),
 ]);
 
-export const Broken = z
+const Broken = z
   .object({
     why: z.string().min(1),
     /** Title of the step that must fail. */
@@ -22,7 +22,7 @@ export const Broken = z
     changes: z.array(Change).min(1),
   })
   .strict();
-export type Broken = z.infer<typeof Broken>;
+type Broken = z.infer<typeof Broken>;
 
 export function loadBroken(labDir: string): Broken | undefined {
   const file = path.join(labDir, 'broken.yaml');

@@ -1,15 +1,19 @@
 #!/usr/bin/env -S npx tsx
 // sockmap-labs command line: `npm run lab …`, `npm run kernels …`, `npm run doctor`.
+// Each command builds its configuration once (core/config.ts), from its flags
+// and the environment, and passes it down.
 import { Command, Option } from 'commander';
+import { BACKENDS, buildConfig, flagsFrom } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { EXIT } from '../core/exit.ts';
 import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
-import { runKeeper } from '../vm/keeper.ts';
-import { bootKernels, cachedKernels, describeKernel, resolveKernel } from '../vm/kernel.ts';
+import { bootKernels, cachedKernels, describeKernel, kernelsDir } from '../vm/kernel.ts';
+import { kernelChoice } from '../vm/session.ts';
 import { allChecks, formatChecks } from './doctor.ts';
-import { UserError } from './errors.ts';
 import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-commands.ts';
-import { describeState, readState, stopWarm, vmExec, vmShell, vmUp } from './vm-commands.ts';
+import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-commands.ts';
 import { addMatrixCommand } from './matrix/cli.ts';
-import { runLabs, type BackendName } from './run-labs.ts';
+import { runLabs } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
 
 const p = paint(colorWanted(process.stderr));
@@ -19,20 +23,23 @@ function fail(e: unknown): never {
     process.stderr.write(`${p.red('error:')} ${e.message}\n`);
     if (e.details) process.stderr.write(`${e.details.split('\n').map((l) => `  ${p.dim('│')} ${l}`).join('\n')}\n`);
     if (e.fix) process.stderr.write(`${p.bold('fix:')}   ${e.fix}\n`);
-    process.exit(2);
+    process.exit(EXIT.usage);
   }
   throw e;
 }
 
 const program = new Command('sockmap-labs')
   .description('Learn Linux eBPF SOCKMAP/SOCKHASH by doing: every lab step runs in a real kernel VM and is checked.')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Bad input (an unknown option, a choice not offered) exits 2, as the README says; --help exits 0.
+  // Set before any command is added: the commands inherit it.
+  .exitOverride((e) => process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage));
 
 program
   .command('lab')
   .description('run labs in a throw-away VM (or "list" them)')
   .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], solution N, validate, new NAME')
-  .addOption(new Option('-b, --backend <name>', 'where steps run').choices(['qemu', 'vng', 'host']).default('qemu'))
+  .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
@@ -41,8 +48,8 @@ program
   .option('--solutions', "run the exercises with their reference solutions (CI does), not your files")
   .option('--apply', 'with "solution N": copy the solution over your exercise files')
   .option('--no-warm', 'boot a fresh VM even when a warm one is up')
-  .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
-  .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)', (v) => Number(v))
+  .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
+  .option('--timeout-scale <n>', 'multiply every step timeout (default: 2 under TCG, else 1)')
   .addHelpText(
     'after',
     `
@@ -64,46 +71,36 @@ Examples:
   npm run lab all -- --reporter html --output report.html   the whole run as one page
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
-Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR, LAB_STATE_HOME (progress).
+Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
 Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
   )
   .action(async (labs: string[], o) => {
+    const cfg = buildConfig(flagsFrom(o));
+    const { places } = cfg;
     const out = paint(colorWanted());
     switch (labs[0]) {
       case 'validate':
-        process.exitCode = validate();
+        process.exitCode = validate(places.labsDir);
         return;
       case 'list':
-        console.log(listLabs(out));
+        console.log(listLabs(places, out));
         return;
       case 'reset':
-        console.log(reset(labs[1]));
+        console.log(reset(places, labs[1]));
         return;
       case 'new':
-        console.log(scaffold(labs[1]));
+        console.log(scaffold(labs[1], places.labsDir));
         return;
       case 'solution':
-        console.log(solution(labs[1], !!o.apply));
+        console.log(solution(places.labsDir, labs[1], !!o.apply));
         return;
       case 'next':
-        labs = [pickNext()];
+        labs = [pickNext(places)];
         console.log(out.dim(`» next unfinished lab: ${labs[0]}`));
         break;
     }
     if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
-    process.exitCode = await runLabs({
-      labs,
-      backend: o.backend as BackendName,
-      kernels: o.kernel,
-      reporters: o.reporter,
-      output: o.output,
-      quiet: o.quiet,
-      warm: o.warm,
-      step: o.step,
-      solutions: o.solutions,
-      memoryMb: o.memory,
-      timeoutScale: o.timeoutScale,
-    });
+    process.exitCode = await runLabs(cfg, { labs, reporters: o.reporter, output: o.output, quiet: o.quiet, step: o.step });
   });
 
 const kernels = program.command('kernels').description('list guest kernels, or fetch one into the cache');
@@ -111,13 +108,9 @@ kernels
   .command('list', { isDefault: true })
   .description('list the kernels the runner can boot, the one it would pick first')
   .action(() => {
-    let chosen: string | undefined;
-    try {
-      chosen = resolveKernel().image;
-    } catch {
-      /* none yet */
-    }
-    const rows = [...cachedKernels().map((k) => ['cache', k]), ...bootKernels().map((k) => ['/boot', k])];
+    const cfg = buildConfig();
+    const chosen = kernelChoice(cfg, cfg.machine.kernels[0]).kernel?.image;
+    const rows = [...cachedKernels(kernelsDir(cfg.places.cacheDir)).map((k) => ['cache', k]), ...bootKernels().map((k) => ['/boot', k])];
     if (!rows.length) throw new UserError('no kernels found', 'npm run kernels -- fetch');
     for (const [src, img] of rows) {
       const k = describeKernel(img, 'cache');
@@ -130,7 +123,7 @@ kernels
   .argument('[package]', 'Debian kernel image package', DEFAULT_KERNEL_PACKAGE)
   .addHelpText('after', `\nExamples:\n  npm run kernels -- fetch\n  npm run kernels -- fetch linux-image-6.1.0-27-amd64`)
   .action(async (pkg: string) => {
-    const k = await fetchDebianKernel(pkg, (s) => console.log(s));
+    const k = await fetchDebianKernel(buildConfig().places.cacheDir, pkg, (s) => console.log(s));
     console.log(`kernel ${k.release} ready: ${k.image}`);
   });
 
@@ -138,36 +131,30 @@ const vm = program.command('vm').description('a warm VM that stays up between ru
 vm.command('up')
   .description('boot a VM that stays up; lab runs then attach to it instead of booting')
   .option('-k, --kernel <path>', 'guest kernel image')
-  .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
+  .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
   .action(async (o) => {
-    const s = await vmUp({ kernel: o.kernel, memoryMb: o.memory });
+    const s = await vmUp(buildConfig(flagsFrom(o)));
     console.log(describeState(s));
   });
 vm.command('down')
   .description('stop the warm VM and remove its keys and state')
   .action(async () => {
-    const s = await stopWarm();
+    const s = await vmDown(buildConfig());
     console.log(s ? `stopped the warm VM (qemu pid ${s.pid})` : 'no warm VM was up');
   });
 vm.command('status', { isDefault: true })
   .description('is a warm VM up, and how to reach it')
   .action(() => {
-    const s = readState();
+    const s = vmStatus(buildConfig());
     console.log(s ? describeState(s) : 'no warm VM is up (start one with: npm run vm -- up)');
     process.exitCode = s ? 0 : 3;
-  });
-vm.command('keeper', { hidden: true })
-  .description('(started by vm up) hold a step agent ready for the next run')
-  .argument('<vmDir>', "the warm VM's folder")
-  .action(async (vmDir: string) => {
-    await runKeeper(vmDir);
   });
 vm.command('exec')
   .description('run one command in the warm VM, as root')
   .argument('<command...>', 'the command (put -- before it)')
   .addHelpText('after', '\nExample:\n  npm run vm -- exec -- bpftool map list')
   .action(async (words: string[]) => {
-    process.exitCode = await vmExec(words.join(' '));
+    process.exitCode = await vmExec(buildConfig(), words.join(' '));
   });
 
 program
@@ -175,7 +162,7 @@ program
   .description('an interactive root shell in the warm VM (try bpftool by hand)')
   .addHelpText('after', '\nStart the VM first: npm run vm -- up. Leave the shell with exit or Ctrl-D.')
   .action(async () => {
-    process.exitCode = await vmShell();
+    process.exitCode = await vmShell(buildConfig());
   });
 
 addMatrixCommand(program);
@@ -187,7 +174,7 @@ program
   .addHelpText('after', '\nExit status: 0 when nothing is missing (warnings allowed), 1 otherwise.')
   .action(async (o) => {
     const out = paint(colorWanted());
-    const checks = await allChecks(o.kernel);
+    const checks = await allChecks(buildConfig(flagsFrom(o)));
     console.log(formatChecks(checks, out));
     const failed = checks.filter((c) => c.level === 'fail').length;
     const warned = checks.filter((c) => c.level === 'warn').length;

@@ -1,9 +1,7 @@
 // Linux errno names and glibc's messages for them, so that a step "fails with
 // EACCES" whether the tool prints the name (strace: "= -1 EACCES (Permission
 // denied)") or only the message (bpftool: "Error: ...: Permission denied").
-import os from 'node:os';
-
-export const ERRNO_MESSAGES: Record<string, string> = {
+const ERRNO_MESSAGES: Record<string, string> = {
   EPERM: 'Operation not permitted',
   ENOENT: 'No such file or directory',
   ESRCH: 'No such process',
@@ -94,11 +92,6 @@ export const ERRNO_MESSAGES: Record<string, string> = {
 /** Known means: we can recognise it by its message too (so the check can be trusted). */
 export function isKnownErrno(name: string): boolean {
   return name in ERRNO_MESSAGES;
-}
-
-/** Errnos Linux has that the table lacks: for a test that keeps the table complete. */
-export function errnosWithoutMessage(): string[] {
-  return Object.keys(os.constants.errno).filter((n) => !(n in ERRNO_MESSAGES) && !['EWOULDBLOCK', 'EDEADLOCK', 'ENOTSUP'].includes(n));
 }
 
 /** The two ways a program may report `name`: the name itself, or its message. */

@@ -1,10 +1,12 @@
 // Runs one lab on a backend: check what it needs, clean up leftovers, run each
 // step with its timeout and checks, and always tear down what the lab made.
+import fs from 'node:fs';
 import path from 'node:path';
+import { guestPathVar, PIN_ROOT } from '../core/guest.ts';
+import { projectRoot } from '../core/paths.ts';
+import { shq } from '../core/shell.ts';
 import type { Backend, ExecResult } from '../vm/backend.ts';
-import { projectRoot } from '../vm/cache.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
-import { shq } from '../vm/step-wrapper.ts';
 import { evaluate, type CheckResult } from './checks.ts';
 import type { LabSpec, Step } from './lab-schema.ts';
 import type { LoadedLab } from './labs.ts';
@@ -104,10 +106,18 @@ export const QUIT_BY_YOU = 'you quit';
 export const DEFAULT_STEP_TIMEOUT_S = 60;
 /** How long a lab's cleanup may go on after Ctrl-C. */
 const TEARDOWN_GRACE_MS = 10_000;
-const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
 
-/** Compiler flags for a BPF program built in the guest (exercises): the multiarch dir holds asm/types.h. */
-export const BPF_CFLAGS = `-O2 -g -Wall -target bpf -I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`;
+/**
+ * Compiler flags for a BPF program built in the guest (exercises): the ones
+ * bpf/Makefile builds our own programs with, which it writes to build/bpf-cflags.
+ */
+function bpfCflags(): string {
+  try {
+    return fs.readFileSync(path.join(projectRoot, 'build/bpf-cflags'), 'utf8').trim();
+  } catch {
+    return ''; // not built yet: an exercise's compile step then says what is missing
+  }
+}
 
 /** Environment every step sees; the names are documented in docs/authoring.md. */
 export function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Record<string, string> {
@@ -118,11 +128,11 @@ export function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Rec
   return {
     LAB: labDir,
     EXERCISE: `${labDir}/${solutions ? 'solution' : 'exercise'}`,
-    BPF_CFLAGS,
+    BPF_CFLAGS: bpfCflags(),
     STATE: `${p.state}/${lab.id}`,
     PIN: `${PIN_ROOT}/${lab.id}`,
     BUILD: p.build,
-    PATH: `${p.build}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+    PATH: guestPathVar(p),
     LC_ALL: 'C',
   };
 }
@@ -208,12 +218,26 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   // Leftovers of an interrupted earlier run go first (a run makes $STATE before
   // anything else, so without it there are none: on a clean VM this saves
   // several process starts); then a fresh state dir and pin dir.
-  await backend.exec(`if [ -e "$STATE" ] || [ -e "$PIN" ]; then\n${teardownCommand(lab)}\nfi\nmkdir -p "$STATE" "$PIN"`, { env, timeoutMs: 30_000 });
+  let setupProblem: string | undefined;
+  try {
+    const setup = await backend.exec(`if [ -e "$STATE" ] || [ -e "$PIN" ]; then\n${teardownCommand(lab)}\nfi\nmkdir -p "$STATE" "$PIN"`, {
+      env,
+      timeoutMs: 30_000,
+      signal: ctx.signal,
+    });
+    if (setup.code !== 0 && !ctx.signal?.aborted) setupProblem = `the lab's folders could not be made: ${(setup.stderr || setup.stdout).trim() || `exit ${setup.code}`}`;
+  } catch (e) {
+    setupProblem = backend.health?.() ?? (e as Error).message;
+  }
+  if (setupProblem) {
+    failed = true;
+    results.push(...skipAll(`the lab could not start: ${setupProblem}`));
+  }
   try {
     let quit = false;
-    for (const [i, step] of steps.entries()) {
+    for (const [i, step] of setupProblem ? [] : steps.entries()) {
       if (failed || quit || ctx.signal?.aborted) {
-        const reason = failed ? 'an earlier step failed' : quit ? QUIT_BY_YOU : 'interrupted';
+        const reason = ctx.signal?.aborted ? 'interrupted' : failed ? 'an earlier step failed' : QUIT_BY_YOU;
         results.push({ title: step.title, status: 'skipped', command: step.run, checks: [], durationMs: 0, reason });
         continue;
       }
@@ -246,13 +270,15 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
           onStdout: (c) => reporter.stepOutput(c, 'stdout'),
           onStderr: (c) => reporter.stepOutput(c, 'stderr'),
         });
-        const dead = exec.code === null && !exec.timedOut ? await settledHealth(backend) : undefined;
+        // A step killed by Ctrl-C ends like one whose machine died: only the latter needs a look.
+        const dead = exec.code === null && !exec.timedOut && !ctx.signal?.aborted ? await settledHealth(backend) : undefined;
         const checks = ctx.signal?.aborted || dead ? [] : evaluate(step.expect, exec);
         const ok = !ctx.signal?.aborted && !dead && checks.every((c) => c.ok);
         result = { title: step.title, status: ok ? 'passed' : 'failed', command: step.run, checks, exec, durationMs: exec.durationMs };
         if (ctx.signal?.aborted) result.reason = 'interrupted';
         else if (dead) result.reason = `the machine died during this step: ${dead}`;
       } catch (e) {
+        // The backends' exec errors already say why the machine is gone; no need to wait for more.
         const dead = backend.health?.();
         result = { title: step.title, status: 'failed', command: step.run, checks: [], durationMs: 0, reason: dead ? `the machine died during this step: ${dead}` : (e as Error).message };
       }
@@ -273,6 +299,6 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   // A lab whose steps the learner skipped has not passed, nor failed.
   const byYou = results.find((r) => r.reason === QUIT_BY_YOU) ?? results.find((r) => r.reason === SKIPPED_BY_YOU);
   const status: Status = failed || ctx.signal?.aborted ? 'failed' : byYou ? 'skipped' : 'passed';
-  const reason = ctx.signal?.aborted ? 'interrupted' : !failed && byYou ? byYou.reason : undefined;
+  const reason = ctx.signal?.aborted ? 'interrupted' : setupProblem ? results[0].reason : !failed && byYou ? byYou.reason : undefined;
   return { lab, status, steps: results, durationMs: Date.now() - started, reason, startedAt };
 }

@@ -2,16 +2,18 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from './errors.ts';
-import { discoverLabs, labsDir, loadLab } from './labs.ts';
+import type { Places } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { discoverLabs, findLab, loadLab } from './labs.ts';
 import { loadProgress, nextLab, resetProgress, saveProgress } from './progress.ts';
 import type { Paint } from './style.ts';
 import { validateLabs } from './validate.ts';
 
 /** `lab list`: number, name, title, what it needs, and ✓ passed / ✗ failed / – not yet. */
-export function listLabs(p: Paint): string {
-  const progress = loadProgress();
-  const rows = discoverLabs().map((ref) => {
+export function listLabs(places: Places, p: Paint): string {
+  const progress = loadProgress(places.progressFile);
+  const labs = discoverLabs(places.labsDir);
+  const rows = labs.map((ref) => {
     const lab = loadLab(ref);
     const pr = progress[ref.id];
     const mark = !pr ? p.dim('–') : pr.status === 'passed' ? p.green('✓') : pr.status === 'failed' ? p.red('✗') : p.yellow('~');
@@ -21,40 +23,40 @@ export function listLabs(p: Paint): string {
     const steps = pr && pr.status !== 'passed' ? p.dim(` (${pr.passedSteps}/${pr.totalSteps} steps last time)`) : '';
     return `${mark} ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(24)} ${lab.spec.title}${steps}${needs ? `\n${' '.repeat(30)}${p.dim(`needs ${needs}`)}` : ''}`;
   });
-  const done = discoverLabs().filter((r) => progress[r.id]?.status === 'passed').length;
+  const done = labs.filter((r) => progress[r.id]?.status === 'passed').length;
   return `${rows.join('\n')}\n\n${done} of ${rows.length} labs passed. ${done < rows.length ? 'Next: npm run lab next' : 'All done!'}`;
 }
 
 /** `lab next`: the first lab not passed yet. */
-export function pickNext(): string {
-  const id = nextLab(discoverLabs().map((r) => r.id), loadProgress());
+export function pickNext(places: Places): string {
+  const id = nextLab(discoverLabs(places.labsDir).map((r) => r.id), loadProgress(places.progressFile));
   if (!id) throw new UserError('every lab has passed: nothing left to run', 'npm run lab reset   (to start over)');
   return id;
 }
 
 /** `lab reset [N]`: forget progress of one lab or all. */
-export function reset(which?: string): string {
-  const progress = loadProgress();
+export function reset(places: Places, which?: string): string {
+  const progress = loadProgress(places.progressFile);
   let id: string | undefined;
   if (which !== undefined) {
-    const ref = discoverLabs().find((l) => (/^\d+$/.test(which) ? l.number === Number(which) : l.id === which || l.slug === which));
+    const ref = findLab(discoverLabs(places.labsDir), which);
     if (!ref) throw new UserError(`no lab "${which}"`, 'npm run lab list');
     id = ref.id;
   }
   const n = resetProgress(progress, id);
-  saveProgress(progress);
+  saveProgress(progress, places.progressFile);
   return id ? (n ? `forgot the progress of ${id}` : `${id} had no progress yet`) : `forgot the progress of ${n} lab${n === 1 ? '' : 's'}`;
 }
 
-export function validate(): number {
-  const { labs: n, problems } = validateLabs();
+export function validate(labsDir: string): number {
+  const { labs: n, problems } = validateLabs(labsDir);
   for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
   console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
   return problems.length ? 1 : 0;
 }
 
 /** `lab new NAME`: a new lab folder with the next free number, a lab.yaml to fill in, and its broken.yaml. */
-export function scaffold(name: string | undefined, dir = labsDir()): string {
+export function scaffold(name: string | undefined, dir: string): string {
   if (!name || !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(name))
     throw new UserError(`a lab name is lower-case words joined by dashes, e.g. "udp-redirect"${name ? `, not "${name}"` : ''}`, 'npm run lab new udp-redirect');
   const labs = discoverLabs(dir);
@@ -109,14 +111,15 @@ changes:
  * `lab solution N`: the difference between the learner's exercise files and
  * the reference; with apply, the reference copied over them.
  */
-export function solution(which: string | undefined, apply: boolean): string {
+export function solution(labsDir: string, which: string | undefined, apply: boolean): string {
   if (!which) throw new UserError('which lab? e.g. npm run lab solution 5', 'npm run lab list');
-  const ref = discoverLabs().find((l) => (/^\d+$/.test(which) ? l.number === Number(which) : l.id === which || l.slug === which));
+  const all = discoverLabs(labsDir);
+  const ref = findLab(all, which);
   if (!ref) throw new UserError(`no lab "${which}"`, 'npm run lab list');
   const lab = loadLab(ref);
   const files = lab.spec.exercise?.files;
   if (!files) {
-    const withEx = discoverLabs().filter((l) => loadLab(l).spec.exercise).map((l) => l.number);
+    const withEx = all.filter((l) => loadLab(l).spec.exercise).map((l) => l.number);
     throw new UserError(`lab ${ref.id} has no exercise`, withEx.length ? `labs with one: ${withEx.join(', ')}` : undefined);
   }
   const out: string[] = [];

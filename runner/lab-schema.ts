@@ -35,7 +35,7 @@ export const Expect = z
   .strict();
 export type Expect = z.infer<typeof Expect>;
 
-export const Needs = z
+const Needs = z
   .object({
     /** Lowest kernel version the lab works on, e.g. "5.15". */
     kernel: z.string().regex(/^\d+\.\d+(\.\d+)?$/).optional(),

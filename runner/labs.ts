@@ -3,8 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
-import { projectRoot } from '../vm/cache.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../core/errors.ts';
 import { compileRegex } from './checks.ts';
 import { isKnownErrno } from './errno.ts';
 import { Lab, type LabSpec } from './lab-schema.ts';
@@ -25,10 +24,8 @@ export interface LoadedLab extends LabRef {
   stepLines?: number[];
 }
 
-/** The labs folder; LABS_DIR points elsewhere (tests use it for broken fixtures). */
-export const labsDir = () => (process.env.LABS_DIR ? path.resolve(process.env.LABS_DIR) : path.join(projectRoot, 'labs'));
-
-export function discoverLabs(dir = labsDir()): LabRef[] {
+/** The labs in `dir` (Places.labsDir), by number. */
+export function discoverLabs(dir: string): LabRef[] {
   if (!fs.existsSync(dir)) return [];
   return fs
     .readdirSync(dir)
@@ -38,11 +35,16 @@ export function discoverLabs(dir = labsDir()): LabRef[] {
     .sort((a, b) => a.number - b.number);
 }
 
-/** Picks labs by number ("3", "03"), folder name, or slug; "all" picks every lab. */
+/** The lab a learner means by a number ("3", "03"), a folder name or a slug. */
+export function findLab(all: LabRef[], which: string): LabRef | undefined {
+  return all.find((l) => (/^\d+$/.test(which) ? l.number === Number(which) : l.id === which || l.slug === which));
+}
+
+/** Picks labs by number, folder name, or slug; "all" picks every lab. */
 export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
   if (wanted.length === 0 || wanted.includes('all')) return all;
   return wanted.map((w) => {
-    const hit = all.find((l) => (/^\d+$/.test(w) ? l.number === Number(w) : l.id === w || l.slug === w));
+    const hit = findLab(all, w);
     if (!hit)
       throw new UserError(
         `no lab "${w}". The labs are:\n${all.map((l) => `  ${String(l.number).padStart(2)}  ${l.id}`).join('\n')}`,

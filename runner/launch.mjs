@@ -1,54 +1,8 @@
 #!/usr/bin/env node
 // What `npm run lab` (and vm, shell, doctor, kernels, matrix) starts: the CLI
-// in runner/cli.ts, bundled by esbuild into one file under build/cli/.
-//
-// Loading ~60 TypeScript modules through tsx's loader hooks costs over a second
-// on every start, which a warm-VM re-run (1.5 s of real work) cannot afford.
-// The bundle loads in a tenth of that. It is rebuilt (~0.3 s) whenever a
-// source file is newer than it, so an edited checkout never runs stale code.
-// `npx tsx runner/cli.ts …` runs the sources directly, for debugging.
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+// in runner/cli.ts, as one esbuild bundle rebuilt whenever a source is newer
+// (core/bundle.mjs). `npx tsx runner/cli.ts …` runs the sources directly, for debugging.
+import { pathToFileURL } from 'node:url';
+import { freshBundle } from '../core/bundle.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const bundle = path.join(root, 'build', 'cli', 'cli.mjs');
-const SOURCES = ['runner', 'vm'];
-
-/** The newest mtime of the CLI's sources (and of the lock file: new dependencies). */
-function newestSource() {
-  let newest = fs.statSync(path.join(root, 'package-lock.json'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
-  const walk = (dir) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (/\.(ts|mjs|json)$/.test(e.name)) newest = Math.max(newest, fs.statSync(p).mtimeMs);
-    }
-  };
-  for (const d of SOURCES) walk(path.join(root, d));
-  return newest;
-}
-
-const built = fs.statSync(bundle, { throwIfNoEntry: false })?.mtimeMs ?? -1;
-if (built < newestSource()) {
-  const { build } = await import('esbuild');
-  // Written beside and renamed: two runs starting at once never read half a file.
-  const tmp = `${bundle}.${process.pid}.tmp`;
-  await build({
-    entryPoints: [path.join(root, 'runner', 'cli.ts')],
-    outfile: tmp,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    // The libraries go in too: one file loads ~0.1 s faster than Node resolving
-    // dozens of small packages. Not these: ssh2 has optional native parts, and
-    // zx and esbuild are loaded only when needed (a kernel fetch, a rebuild).
-    external: ['ssh2', 'zx', 'esbuild'],
-    // CommonJS packages in an ES module bundle still call require() for Node's own modules.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-  });
-  fs.renameSync(tmp, bundle);
-}
-await import(pathToFileURL(bundle).href);
+await import(pathToFileURL(await freshBundle('cli', 'runner/cli.ts')).href);

@@ -1,8 +1,7 @@
 // Which labs a learner has passed, kept per user in the XDG state folder
-// (~/.local/state/sockmap-labs/progress.json): shown by `lab list`, used by
+// (~/.local/state/sockmap-labs/progress.json, see core/config.ts): shown by `lab list`, used by
 // `lab next`, cleared by `lab reset`.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { LabResult } from './executor.ts';
 
@@ -19,12 +18,8 @@ export interface LabProgress {
 
 export type Progress = Record<string, LabProgress>;
 
-export function progressFile(env = process.env): string {
-  const base = env.LAB_STATE_HOME || env.XDG_STATE_HOME || path.join(os.homedir(), '.local/state');
-  return path.join(base, 'sockmap-labs', 'progress.json');
-}
-
-export function loadProgress(file = progressFile()): Progress {
+/** The progress kept in `file` (Places.progressFile). */
+export function loadProgress(file: string): Progress {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch {
@@ -32,7 +27,7 @@ export function loadProgress(file = progressFile()): Progress {
   }
 }
 
-export function saveProgress(p: Progress, file = progressFile()): void {
+export function saveProgress(p: Progress, file: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(p, null, 2) + '\n', { mode: 0o600 });

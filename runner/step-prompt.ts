@@ -2,7 +2,7 @@
 // q (or Ctrl-C) quits. Gives a learner time to read and predict the outcome.
 import readline from 'node:readline';
 
-export type StepChoice = 'run' | 'skip' | 'quit';
+type StepChoice = 'run' | 'skip' | 'quit';
 
 export function askStep(input: NodeJS.ReadStream = process.stdin, out: NodeJS.WritableStream = process.stdout): Promise<StepChoice> {
   out.write('  [Enter] run   [s] skip   [q] quit › ');

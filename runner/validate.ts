@@ -3,14 +3,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { applyBroken, loadBroken } from './broken-variant.ts';
-import { LabFileError, discoverLabs, labsDir, parseLab, type LabProblem } from './labs.ts';
+import { LabFileError, discoverLabs, parseLab, type LabProblem } from './labs.ts';
 
-export interface ValidateResult {
+interface ValidateResult {
   labs: number;
   problems: LabProblem[];
 }
 
-export function validateLabs(dir = labsDir()): ValidateResult {
+export function validateLabs(dir: string): ValidateResult {
   const problems: LabProblem[] = [];
   const rel = (f: string) => path.relative(process.cwd(), f) || f;
   // Folders that look like labs but are not named NN-name, or lack lab.yaml.

@@ -1,14 +1,9 @@
 // `npm run vm -- up|down|status|exec`, and `npm run shell`: the warm VM.
-import type { Backend } from '../vm/backend.ts';
-import { projectRoot } from '../vm/cache.ts';
-import { resolveKernel } from '../vm/kernel.ts';
-import { QemuBackend } from '../vm/qemu.ts';
-import { startKeeper } from '../vm/keeper.ts';
-import { AttachedBackend, keeperAlive, readState, stopWarm, tryLock, unlock, writeState, type WarmState } from '../vm/warm.ts';
-import { requirePassing, vmChecks } from './doctor.ts';
-import { UserError } from './errors.ts';
-import { buildBpf, exitCodeFor } from './run-labs.ts';
-import { colorWanted, paint, spinner } from './style.ts';
+import type { Config } from '../core/config.ts';
+import { exitCodeFor } from '../core/exit.ts';
+import { bootWarmVm, warmStore, withWarmVm } from '../vm/session.ts';
+import { keeperAlive, type WarmState } from '../vm/warm.ts';
+import { sessionUi } from './run-labs.ts';
 
 const since = (iso: string) => {
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
@@ -24,80 +19,31 @@ export function describeState(s: WarmState): string {
   ].join('\n');
 }
 
-export async function vmUp(o: { kernel?: string; memoryMb?: number }): Promise<WarmState> {
-  const existing = readState();
-  if (existing) return existing;
-  requirePassing(await vmChecks(o.kernel), paint(colorWanted(process.stderr)));
-  await buildBpf();
-  const kernel = resolveKernel({ explicit: o.kernel });
-  const tty = !!process.stdout.isTTY && !process.env.CI;
-  const spin = tty ? await spinner(`booting a warm VM with kernel ${kernel.release}…`) : undefined;
-  const vm = new QemuBackend({ kernel, memoryMb: o.memoryMb, persistent: true, log: (l) => (spin ? (spin.text = l) : console.log(`» ${l}`)) });
-  // Ctrl-C or SIGTERM while booting: stop the half-booted VM, leave nothing.
-  const controller = new AbortController();
-  let interrupted: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    interrupted ??= sig;
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    await vm.start(controller.signal);
-  } catch (e) {
-    await vm.stop();
-    if (interrupted) {
-      spin?.stop();
-      console.error(`${interrupted === 'SIGINT' ? 'Ctrl-C' : interrupted}: stopped the VM while it booted; no warm VM is up`);
-      process.exit(exitCodeFor(interrupted));
-    }
-    throw e;
-  } finally {
-    spin?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+/** `vm up`: the warm VM (booted now, or the one already up); exits 130/143 when interrupted while booting. */
+export async function vmUp(cfg: Config): Promise<WarmState> {
+  const tty = !!process.stdout.isTTY && !cfg.ci;
+  const ui = sessionUi({ tty, notice: (l) => console.log(`» ${l}`), what: 'the boot' });
+  const r = await bootWarmVm(cfg, ui);
+  if (r.interrupted) {
+    console.error(`${r.interrupted === 'SIGINT' ? 'Ctrl-C' : r.interrupted}: stopped the VM while it booted; no warm VM is up`);
+    process.exit(exitCodeFor(r.interrupted));
   }
-  const state: WarmState = { ...vm.handle!, startedAt: new Date().toISOString(), projectRoot };
-  writeState(state);
-  vm.detach();
-  const keeper = await startKeeper(state);
-  if (keeper.pid) writeState({ ...state, keeperPid: keeper.pid });
-  else console.error(`the warm VM's keeper did not start (${keeper.problem}); runs will connect over SSH, ~0.5 s slower each`);
-  return readState() ?? state;
+  return r.state;
 }
 
-/** The warm VM for a command that needs one (shell, vm exec), or a clear error. */
-async function attach(): Promise<AttachedBackend> {
-  const s = readState();
-  if (!s) throw new UserError('no warm VM is up', 'npm run vm -- up');
-  if (!tryLock()) throw new UserError('the warm VM is busy with another run', 'wait for it, or: npm run vm -- down');
-  const b = new AttachedBackend(s);
-  try {
-    await b.start();
-  } catch (e) {
-    unlock();
-    throw e;
-  }
-  return b;
-}
+/** `vm status`: the warm VM, if one is up. */
+export const vmStatus = (cfg: Config) => warmStore(cfg).read();
 
-export async function vmExec(command: string): Promise<number> {
-  const b: Backend = await attach();
-  try {
+/** `vm down`: stops the warm VM; what was stopped, if anything. */
+export const vmDown = (cfg: Config) => warmStore(cfg).stop();
+
+export function vmExec(cfg: Config, command: string): Promise<number> {
+  return withWarmVm(cfg, async (b) => {
     const r = await b.exec(command, { onStdout: (c) => process.stdout.write(c), onStderr: (c) => process.stderr.write(c) });
     return r.code ?? 1;
-  } finally {
-    await b.stop();
-  }
+  });
 }
 
-export async function vmShell(): Promise<number> {
-  const b = await attach();
-  try {
-    return await b.shell();
-  } finally {
-    await b.stop();
-  }
+export function vmShell(cfg: Config): Promise<number> {
+  return withWarmVm(cfg, (b) => b.shell());
 }
-
-export { readState, stopWarm };

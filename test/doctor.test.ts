@@ -4,8 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatChecks, requirePassing, type Check } from '../runner/doctor.ts';
-import { UserError } from '../runner/errors.ts';
+import { formatChecks } from '../runner/doctor.ts';
+import { requirePassing, type Check } from '../vm/preflight.ts';
+import { UserError } from '../core/errors.ts';
 import { paint } from '../runner/style.ts';
 import { cli } from './e2e/cli-helpers.ts';
 
@@ -46,12 +47,12 @@ describe('requirePassing', () => {
   const bad: Check = { name: 'c', level: 'fail', detail: 'gone', fix: 'install c' };
 
   it('returns the warnings when nothing failed', () => {
-    expect(requirePassing([ok, warn], p)).toEqual([warn]);
+    expect(requirePassing([ok, warn], (c) => formatChecks(c, p))).toEqual([warn]);
   });
 
   it('throws a UserError carrying the fix of a single failure', () => {
     try {
-      requirePassing([ok, bad], p);
+      requirePassing([ok, bad], (c) => formatChecks(c, p));
       expect.unreachable();
     } catch (e) {
       expect(e).toBeInstanceOf(UserError);

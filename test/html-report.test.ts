@@ -10,8 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { LabResult, StepResult } from '../runner/executor.ts';
 import type { LoadedLab } from '../runner/labs.ts';
 import { parseProbeOutput } from '../runner/matrix/model.ts';
-import { HtmlReporter, markdownHtml, matricesFromResults, plainText, renderHtmlReport } from '../runner/reporters/html.ts';
-import { projectRoot } from '../vm/cache.ts';
+import { markdownHtml, matricesFromResults, plainText, renderHtmlReport } from '../runner/html-page.ts';
+import { HtmlReporter } from '../runner/reporters/html.ts';
+import { projectRoot } from '../core/paths.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-html-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

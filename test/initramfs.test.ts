@@ -3,9 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UserError } from '../runner/errors.ts';
-import { BOOT_MODULES, ensureInitramfs, findStaticBusybox, listInitramfs, resolveBootModules } from '../vm/initramfs.ts';
-import { resolveKernel, type Kernel } from '../vm/kernel.ts';
+import { buildConfig } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { BOOT_MODULES, ensureInitramfs, findStaticBusybox, resolveBootModules } from '../vm/initramfs.ts';
+import type { Kernel } from '../vm/kernel.ts';
+import { kernelChoice } from '../vm/session.ts';
+
+/** File names inside an initramfs. */
+const listInitramfs = (file: string) => execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -it', 'sh', file], { encoding: 'utf8' }).split('\n').filter(Boolean);
 
 let tmp: string;
 beforeAll(() => {
@@ -147,7 +152,7 @@ describe('findStaticBusybox', () => {
 // The real build, only where the cached kernel and a static busybox exist.
 let kernel: Kernel | undefined;
 try {
-  kernel = resolveKernel();
+  kernel = kernelChoice(buildConfig()).kernel;
   findStaticBusybox(['/bin/busybox']);
 } catch {
   kernel = undefined;
@@ -157,14 +162,15 @@ describe('ensureInitramfs with the real kernel', () => {
   it.skipIf(!kernel)(
     'builds an image with init, busybox and the boot modules, then reuses it',
     async () => {
-      const outDir = path.join(tmp, 'out');
-      const first = await ensureInitramfs(kernel!, outDir);
+      const cacheDir = path.join(tmp, 'cache');
+      const outDir = path.join(cacheDir, 'initramfs');
+      const first = await ensureInitramfs(kernel!, cacheDir);
       expect(first.built).toBe(true);
       expect(path.dirname(first.path)).toBe(outDir);
       expect(path.basename(first.path)).toMatch(new RegExp(`^${kernel!.release.replace(/[.+]/g, '\\$&')}-[0-9a-f]{16}\\.cpio\\.gz$`));
       expect(fs.readdirSync(outDir)).toEqual([path.basename(first.path)]); // no .tmp left behind
 
-      const files = await listInitramfs(first.path);
+      const files = listInitramfs(first.path);
       for (const f of ['init', 'bin/busybox', 'modules/order', 'modules/9p.ko', 'modules/9pnet_virtio.ko', 'modules/virtio_net.ko'])
         expect(files).toContain(f);
 
@@ -179,7 +185,7 @@ describe('ensureInitramfs with the real kernel', () => {
       const ko = execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -i --to-stdout modules/9p.ko | head -c 4', 'sh', first.path]);
       expect(ko.toString('latin1')).toBe('\x7fELF');
 
-      const second = await ensureInitramfs(kernel!, outDir);
+      const second = await ensureInitramfs(kernel!, cacheDir);
       expect(second).toEqual({ path: first.path, built: false });
     },
     180_000,

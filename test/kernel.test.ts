@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UserError } from '../runner/errors.ts';
+import { buildConfig } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { kernelChoice } from '../vm/session.ts';
 import {
   BASE_CONFIG,
   bootKernels,
@@ -271,28 +273,28 @@ describe('resolveKernel', () => {
   const none = () => path.join(base, 'nothing-here');
 
   it('prefers an explicit path over everything', () => {
-    const k = resolveKernel({ explicit, env: { LAB_KERNEL: fromEnv }, cache, bootDir, libModules });
+    const k = resolveKernel({ explicit, cache, bootDir, libModules });
     expect(k.source).toBe('option');
     expect(k.image).toBe(explicit);
     expect(k.release).toBe('6.6.1-explicit');
   });
 
-  it('then LAB_KERNEL from the environment', () => {
-    const k = resolveKernel({ env: { LAB_KERNEL: fromEnv }, cache, bootDir, libModules });
+  it('LAB_KERNEL from the environment comes the same way, marked as such', () => {
+    const k = resolveKernel({ explicit: buildConfig({}, { LAB_KERNEL: fromEnv }).machine.kernels[0], source: 'env', cache, bootDir, libModules });
     expect(k.source).toBe('env');
     expect(k.release).toBe('6.6.2-env');
     expect(k.modulesDir).toBe(path.join(base, 'env/lib/modules/6.6.2-env'));
   });
 
   it('then the newest cached kernel', () => {
-    const k = resolveKernel({ env: {}, cache, bootDir, libModules });
+    const k = resolveKernel({ cache, bootDir, libModules });
     expect(k.source).toBe('cache');
     expect(k.release).toBe('6.6.3-cache');
     expect(k.modulesDir).toBe(path.join(cache, 'linux-image-6.6.3-cache/lib/modules/6.6.3-cache'));
   });
 
   it('then the newest /boot kernel that has modules', () => {
-    const k = resolveKernel({ env: {}, cache: none(), bootDir, libModules });
+    const k = resolveKernel({ cache: none(), bootDir, libModules });
     expect(k.source).toBe('boot');
     expect(k.release).toBe('6.6.4-boot');
     expect(k.image).toBe(path.join(bootDir, 'vmlinuz-6.6.4-boot'));
@@ -300,13 +302,13 @@ describe('resolveKernel', () => {
   });
 
   it('throws a UserError naming the fetch command when there is no kernel anywhere', () => {
-    const err = userErrorOf(() => resolveKernel({ env: {}, cache: none(), bootDir: none(), libModules: none() }));
+    const err = userErrorOf(() => resolveKernel({ cache: none(), bootDir: none(), libModules: none() }));
     expect(err.message).toMatch(/no guest kernel found/);
     expect(err.fix).toContain('npm run kernels -- fetch');
   });
 
   it('an explicit path that does not exist is an error, not a fallback', () => {
-    const err = userErrorOf(() => resolveKernel({ explicit: path.join(base, 'missing/vmlinuz'), env: {}, cache, bootDir, libModules }));
+    const err = userErrorOf(() => resolveKernel({ explicit: path.join(base, 'missing/vmlinuz'), cache, bootDir, libModules }));
     expect(err.message).toContain('does not exist');
   });
 });
@@ -314,7 +316,7 @@ describe('resolveKernel', () => {
 describe('the real cached kernel, when there is one', () => {
   let kernel: ReturnType<typeof resolveKernel> | undefined;
   try {
-    kernel = resolveKernel({ env: {} });
+    kernel = kernelChoice(buildConfig()).kernel;
   } catch {
     kernel = undefined;
   }

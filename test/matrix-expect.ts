@@ -1,10 +1,27 @@
 // A hand-written expectation of a kernel's matrix (data/expected/*.json) and
-// the check of a measured matrix against it: every mismatch, in words.
+// the check of a measured matrix against it: every mismatch, in words. Also
+// the shape of a matrix in the JSON file `npm run matrix` writes, to read it
+// back.
 import fs from 'node:fs';
 import { z } from 'zod';
-import { findInsert, findRedirect, INSERT_KINDS, MAPS, MODES, REDIRECT_KINDS, type InsertProbe, type Matrix, type RedirectProbe } from './model.ts';
+import { findInsert, findRedirect, INSERT_KINDS, InsertProbe, MAPS, MODES, REDIRECT_KINDS, RedirectProbe, type Matrix } from '../runner/matrix/model.ts';
 
-export const Expectation = z.object({
+/** A matrix as the JSON file holds it (runner/matrix/model.ts's Matrix). */
+export const MatrixSchema = z.object({
+  kernel: z.string(),
+  label: z.string(),
+  accel: z.string().optional(),
+  backend: z.string().optional(),
+  attached: z.boolean(),
+  waitMs: z.number(),
+  redirect: z.array(RedirectProbe),
+  insert: z.array(InsertProbe),
+  probes: z.number().optional(),
+  totalMs: z.number().optional(),
+  startedAt: z.string().optional(),
+}) satisfies z.ZodType<Matrix>;
+
+const Expectation = z.object({
   kernel: z.string(),
   maps: z.array(z.enum(MAPS)),
   /** mode → in socket → six words, one per out socket in REDIRECT_KINDS order. */
@@ -12,7 +29,7 @@ export const Expectation = z.object({
   /** insert kind → "accepted" or "STAGE:ERRNO". */
   insert: z.partialRecord(z.enum(INSERT_KINDS), z.string()).optional(),
 });
-export type Expectation = z.infer<typeof Expectation>;
+type Expectation = z.infer<typeof Expectation>;
 
 export function loadExpectation(file: string): Expectation {
   return Expectation.parse(JSON.parse(fs.readFileSync(file, 'utf8')));

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LabResult } from '../runner/executor.ts';
-import { loadProgress, nextLab, progressFile, recordResult, resetProgress, saveProgress, type Progress } from '../runner/progress.ts';
+import { loadProgress, nextLab, recordResult, resetProgress, saveProgress, type Progress } from '../runner/progress.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-progress-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -18,11 +18,6 @@ const result = (id: string, status: LabResult['status'], passed = 2, total = 2):
   }) as unknown as LabResult;
 
 describe('progress store', () => {
-  it('lives in the XDG state folder, or LAB_STATE_HOME', () => {
-    expect(progressFile({ HOME: '/h', XDG_STATE_HOME: '/x' } as NodeJS.ProcessEnv)).toBe('/x/sockmap-labs/progress.json');
-    expect(progressFile({ LAB_STATE_HOME: '/t', XDG_STATE_HOME: '/x' } as NodeJS.ProcessEnv)).toBe('/t/sockmap-labs/progress.json');
-  });
-
   it('saves and loads, privately', () => {
     const file = path.join(dir, 'a/progress.json');
     const p = recordResult({}, result('01-a', 'passed'), new Date('2026-01-01T00:00:00Z'));

@@ -15,7 +15,7 @@ import { summaryMarkdown } from '../runner/reporters/markdown.ts';
 import { kernelMatrix } from '../runner/reporters/terminal.ts';
 import { parseReporterSpecs } from '../runner/run-labs.ts';
 import { paint } from '../runner/style.ts';
-import { projectRoot } from '../vm/cache.ts';
+import { projectRoot } from '../core/paths.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-reporters-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

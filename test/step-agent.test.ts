@@ -1,19 +1,19 @@
-// The step agent (bpf/helpers/step-agent.c) run on the host, spoken to by the
+// The step agent (vm/guest/step-agent.c) run on the host, spoken to by the
 // runner's client (vm/step-agent.ts) over its stdin/stdout, as over SSH.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildBpf } from '../runner/run-labs.ts';
-import { projectRoot } from '../vm/cache.ts';
+import { buildGuestPrograms } from '../vm/build.ts';
+import { projectRoot } from '../core/paths.ts';
 import { frame, StepAgent } from '../vm/step-agent.ts';
 
 const AGENT = path.join(projectRoot, 'build/bin/step-agent');
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  await buildBpf();
+  await buildGuestPrograms();
 }, 120_000);
 
 afterEach(() => {

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportsFor, killStepCommand, shq, wrapStep, type StepWrapping } from '../vm/step-wrapper.ts';
+import { exportsFor, shq } from '../core/shell.ts';
+import { killStepCommand, wrapStep, type StepWrapping } from '../vm/step-wrapper.ts';
 
 let w: StepWrapping;
 beforeAll(() => {

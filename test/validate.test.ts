@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateLabs } from '../runner/validate.ts';
-import { projectRoot } from '../vm/cache.ts';
+import { projectRoot } from '../core/paths.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-validate-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));

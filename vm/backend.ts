@@ -1,5 +1,7 @@
 // The one interface every way of running lab steps implements: a QEMU VM,
 // a virtme-ng VM, or the host itself. The runner only talks to this.
+import type { BackendName } from '../core/config.ts';
+import type { GuestPaths } from '../core/guest.ts';
 
 export interface ExecOptions {
   /** Kill the command after this many milliseconds. */
@@ -22,18 +24,8 @@ export interface ExecResult {
   durationMs: number;
 }
 
-/** Paths as the guest sees them. */
-export interface GuestPaths {
-  /** The project's checkout (read-only in a VM). */
-  project: string;
-  /** Built BPF objects and helpers. */
-  build: string;
-  /** A writable scratch directory for lab state. */
-  state: string;
-}
-
 export interface BackendInfo {
-  backend: 'qemu' | 'vng' | 'host';
+  backend: BackendName;
   /** `uname -r` of the kernel the steps run on. */
   kernelRelease: string;
   /** e.g. 'kvm', 'tcg', or 'none' for the host backend. */

@@ -6,11 +6,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import zlib from 'node:zlib';
-import { UserError } from '../runner/errors.ts';
-import type { Backend, BackendInfo, ExecOptions, ExecResult, GuestPaths } from './backend.ts';
-import { projectRoot } from './cache.ts';
+import { UserError } from '../core/errors.ts';
+import { PIN_ROOT, sharedCheckoutPaths } from '../core/guest.ts';
+import { projectRoot } from '../core/paths.ts';
+import { signalGroup } from '../core/process-group.ts';
+import { shq } from '../core/shell.ts';
+import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import { parseConfig } from './kernel.ts';
-import { shq } from './step-wrapper.ts';
 import { requireTools } from './tools.ts';
 
 /** The running kernel's config: /boot/config-<release> or /proc/config.gz. */
@@ -40,18 +42,7 @@ function runLocal(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
       opts.onStderr?.(d);
     });
     const kill = () => {
-      try {
-        process.kill(-child.pid!, 'SIGTERM');
-        setTimeout(() => {
-          try {
-            process.kill(-child.pid!, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }, 300).unref();
-      } catch {
-        /* gone */
-      }
+      if (signalGroup(child.pid!, 'SIGTERM')) setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), 300).unref();
     };
     const timer = opts.timeoutMs
       ? setTimeout(() => {
@@ -73,7 +64,7 @@ function runLocal(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
 
 export class HostBackend implements Backend {
   readonly name = 'host' as const;
-  readonly paths: GuestPaths = { project: projectRoot, build: `${projectRoot}/build`, state: '/run/sockmap-labs/state' };
+  readonly paths = sharedCheckoutPaths(projectRoot, '/run/sockmap-labs/state');
   readonly netns = `sockmap-labs-${process.pid}`;
   private started = false;
 
@@ -81,7 +72,7 @@ export class HostBackend implements Backend {
     if (process.getuid?.() !== 0)
       throw new UserError('the host backend runs lab steps as root, and you are not root', 'sudo -E npm run lab -- <lab> --backend host   (or use the default VM backend)');
     requireTools([{ bin: 'ip', pkg: 'iproute2', why: 'makes the network namespace the steps run in' }]);
-    const r = await runLocal(['bash', '-c', `ip netns add ${this.netns} && ip -n ${this.netns} link set lo up && mkdir -p /sys/fs/bpf/sockmap-labs ${this.paths.state}`]);
+    const r = await runLocal(['bash', '-c', `ip netns add ${this.netns} && ip -n ${this.netns} link set lo up && mkdir -p ${PIN_ROOT} ${this.paths.state}`]);
     if (r.code !== 0) throw new UserError(`cannot create network namespace ${this.netns}: ${r.stderr.trim()}`);
     this.started = true;
     return { backend: 'host', kernelRelease: os.release(), accel: 'none' };
@@ -101,6 +92,6 @@ export class HostBackend implements Backend {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    await runLocal(['bash', '-c', `ip netns del ${shq(this.netns)} 2>/dev/null; rmdir /sys/fs/bpf/sockmap-labs ${this.paths.state} 2>/dev/null; true`]);
+    await runLocal(['bash', '-c', `ip netns del ${shq(this.netns)} 2>/dev/null; rmdir ${PIN_ROOT} ${this.paths.state} 2>/dev/null; true`]);
   }
 }

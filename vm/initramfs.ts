@@ -6,8 +6,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import { initramfsDir, projectRoot } from './cache.ts';
+import { UserError } from '../core/errors.ts';
+import { projectRoot } from '../core/paths.ts';
 import type { Kernel } from './kernel.ts';
 
 /** Modules the init script loads, in this order (their dependencies are added first; built-in ones are left out: virtio_pci is built into Debian's 6.12, a module in its 6.1). */
@@ -85,8 +85,12 @@ export function initramfsKey(kernel: Kernel, busybox: string, modules: ModuleFil
   return h.digest('hex').slice(0, 16);
 }
 
-/** Returns the path of an initramfs for this kernel, building it if the cache has none. */
-export async function ensureInitramfs(kernel: Kernel, outDir = initramfsDir()): Promise<{ path: string; built: boolean }> {
+/**
+ * Returns the path of an initramfs for this kernel, building it if the cache
+ * (its initramfs folder below cacheDir) has none.
+ */
+export async function ensureInitramfs(kernel: Kernel, cacheDir: string): Promise<{ path: string; built: boolean }> {
+  const outDir = path.join(cacheDir, 'initramfs');
   const busybox = findStaticBusybox();
   const modules = resolveBootModules(kernel.modulesDir);
   const key = initramfsKey(kernel, busybox, modules);
@@ -118,11 +122,4 @@ export async function ensureInitramfs(kernel: Kernel, outDir = initramfsDir()): 
   } finally {
     fs.rmSync(tree, { recursive: true, force: true });
   }
-}
-
-/** File names inside an initramfs (for tests and `doctor`). */
-export async function listInitramfs(file: string): Promise<string[]> {
-  const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
-  const r = await $`gzip -dc ${file} | cpio --quiet -it`.quiet();
-  return r.stdout.split('\n').filter(Boolean);
 }

@@ -15,19 +15,19 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { ClientChannel } from 'ssh2';
-import { GUEST_PATHS } from './qemu.ts';
+import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import { shq } from '../core/shell.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
-import { shq } from './step-wrapper.ts';
-import { alive, keeperLog, keeperSocket, readState, spawnKeeper, type WarmState } from './warm.ts';
+import { alive, keeperLog, keeperSocket, type WarmState, type WarmStore } from './warm.ts';
 
-const AGENT = `${GUEST_PATHS.build}/bin/step-agent`;
+const AGENT = stepAgentPath(QEMU_GUEST_PATHS.build);
 
 /**
  * Starts the keeper for a warm VM and waits until it listens. Returns its pid,
  * or undefined (with the reason) when it did not come up: runs then use SSH.
  */
-export async function startKeeper(s: WarmState, waitMs = 15_000): Promise<{ pid?: number; problem?: string }> {
-  const child = spawnKeeper(s);
+export async function startKeeper(store: WarmStore, s: WarmState, waitMs = 15_000): Promise<{ pid?: number; problem?: string }> {
+  const child = await store.spawnKeeper(s);
   let exited = false;
   child.once('exit', () => (exited = true));
   const end = Date.now() + waitMs;
@@ -77,9 +77,9 @@ function log(line: string) {
   console.log(`${new Date().toISOString()} ${line}`);
 }
 
-/** The keeper process itself (`vm keeper DIR`, started by startKeeper). Never returns. */
-export async function runKeeper(vmDir: string): Promise<never> {
-  const s = readState();
+/** The keeper process itself (vm/keeper-main.ts, started by startKeeper). Never returns. */
+export async function runKeeper(store: WarmStore, vmDir: string): Promise<never> {
+  const s = store.read();
   if (!s || s.vmDir !== vmDir) {
     log(`no warm VM with folder ${vmDir}`);
     process.exit(1);
@@ -108,7 +108,7 @@ export async function runKeeper(vmDir: string): Promise<never> {
     privateKeyPath: s.clientKey,
     hostPublicKey: s.hostPublicKey,
     deadlineMs: 10_000,
-    wrapping: { pidDir: '/run/sockmap-labs/steps' },
+    wrapping: { pidDir: STEP_PID_DIR },
   }).catch((e: Error) => stop(`cannot reach the guest: ${e.message}`, 1));
   ssh.onClose(() => stop('the SSH connection to the guest closed'));
   const startAgent = async () => {

@@ -4,9 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import { kernelsDir } from './cache.ts';
-import { describeKernel, type Kernel } from './kernel.ts';
+import { UserError } from '../core/errors.ts';
+import { describeKernel, kernelsDir, type Kernel } from './kernel.ts';
 
 /** Debian's 6.12 kernel: every lab runs on it. */
 export const DEFAULT_KERNEL_PACKAGE = 'linux-image-6.12-amd64';
@@ -28,13 +27,15 @@ export async function resolveImagePackage(pkg: string): Promise<string> {
   throw new UserError(`cannot resolve ${pkg} to a kernel image package`);
 }
 
-export async function fetchDebianKernel(pkg = DEFAULT_KERNEL_PACKAGE, log: (s: string) => void = () => {}): Promise<Kernel> {
+/** Unpacks Debian's kernel package `pkg` into the cache's kernels folder (below cacheDir). */
+export async function fetchDebianKernel(cacheDir: string, pkg = DEFAULT_KERNEL_PACKAGE, log: (s: string) => void = () => {}): Promise<Kernel> {
+  const dir = kernelsDir(cacheDir);
   const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
   for (const tool of ['apt-get', 'apt-cache', 'dpkg-deb', 'depmod'])
     if ((await $`command -v ${tool}`.nothrow().quiet()).exitCode !== 0)
       throw new UserError(`${tool} is missing: fetching a Debian kernel needs apt, dpkg and kmod`, 'sudo apt-get install -y apt dpkg kmod');
   const imagePkg = await resolveImagePackage(pkg);
-  const existing = path.join(kernelsDir(), imagePkg);
+  const existing = path.join(dir, imagePkg);
   const done = path.join(existing, '.complete');
   if (fs.existsSync(done)) {
     log(`${imagePkg} is already in the cache`);
@@ -55,7 +56,7 @@ export async function fetchDebianKernel(pkg = DEFAULT_KERNEL_PACKAGE, log: (s: s
     const release = image.slice('vmlinuz-'.length);
     log(`indexing modules of ${release} (depmod)`);
     await $`depmod -b ${unpack} ${release}`.quiet();
-    fs.mkdirSync(kernelsDir(), { recursive: true });
+    fs.mkdirSync(dir, { recursive: true });
     fs.rmSync(existing, { recursive: true, force: true });
     fs.renameSync(unpack, existing);
     const imagePath = path.join(existing, 'boot', image);

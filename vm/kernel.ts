@@ -1,12 +1,11 @@
 // Finding the guest kernel, and reading its version and build config.
 //
-// Order of preference: an explicit path (--kernel or LAB_KERNEL), a kernel the
-// set-up step unpacked into the cache, then the newest /boot/vmlinuz-* that has
-// its modules under /lib/modules.
+// Order of preference: an explicit path (--kernel or LAB_KERNEL, see
+// core/config.ts), a kernel the set-up step unpacked into the cache, then the
+// newest /boot/vmlinuz-* that has its modules under /lib/modules.
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import { kernelsDir } from './cache.ts';
+import { UserError } from '../core/errors.ts';
 
 export interface Kernel {
   /** The bzImage to boot. */
@@ -127,8 +126,11 @@ export function describeKernel(image: string, source: Kernel['source'], libModul
   return { image: abs, release, modulesDir, configPath, source };
 }
 
+/** The cache's folder of unpacked kernels. */
+export const kernelsDir = (cacheDir: string) => path.join(cacheDir, 'kernels');
+
 /** Kernels unpacked in the cache, newest first. */
-export function cachedKernels(dir = kernelsDir()): string[] {
+export function cachedKernels(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   const images: string[] = [];
   for (const entry of fs.readdirSync(dir)) {
@@ -150,20 +152,19 @@ export function bootKernels(bootDir = '/boot', libModules = '/lib/modules'): str
 }
 
 export interface ResolveOptions {
-  /** --kernel PATH */
+  /** A kernel image named by the user (--kernel, or LAB_KERNEL: `source` tells which). */
   explicit?: string;
-  env?: NodeJS.ProcessEnv;
-  cache?: string;
+  source?: 'option' | 'env';
+  /** The cache's kernels folder (kernelsDir). */
+  cache: string;
   bootDir?: string;
   libModules?: string;
 }
 
-export function resolveKernel(opts: ResolveOptions = {}): Kernel {
-  const env = opts.env ?? process.env;
+export function resolveKernel(opts: ResolveOptions): Kernel {
   const libModules = opts.libModules ?? '/lib/modules';
-  if (opts.explicit) return describeKernel(opts.explicit, 'option', libModules);
-  if (env.LAB_KERNEL) return describeKernel(env.LAB_KERNEL, 'env', libModules);
-  const cached = cachedKernels(opts.cache ?? kernelsDir());
+  if (opts.explicit) return describeKernel(opts.explicit, opts.source ?? 'option', libModules);
+  const cached = cachedKernels(opts.cache);
   if (cached.length) return describeKernel(cached[0], 'cache', libModules);
   const boot = bootKernels(opts.bootDir ?? '/boot', libModules);
   if (boot.length) return describeKernel(boot[0], 'boot', libModules);

@@ -27,8 +27,8 @@ export interface QemuArgsInput {
   name?: string;
 }
 
-/** The VM name: LAB_RUN_TAG tells apart the VMs of one test run. */
-export const vmName = (env = process.env) => `sockmap-labs${env.LAB_RUN_TAG ? `-${env.LAB_RUN_TAG}` : ''}`;
+/** The VM name; a run tag (a test hook) tells apart the VMs of one test run. */
+export const vmName = (runTag?: string) => `sockmap-labs${runTag ? `-${runTag}` : ''}`;
 
 export const QBOOT = '/usr/share/qemu/qboot.rom';
 

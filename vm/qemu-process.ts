@@ -2,6 +2,7 @@
 // the markers our guest init prints, and a stop() that leaves nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { signalGroup } from '../core/process-group.ts';
 import { QEMU_BINARY } from './qemu-args.ts';
 
 /** Lines that mean the boot has failed for good. */
@@ -14,16 +15,8 @@ const FATAL = [/Kernel panic - not syncing[^\n]*\n/, /sml-init: FAILED[^\n]*\n/,
  */
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const p of live) if (p.pid) killGroup(p.pid, 'SIGKILL');
+  for (const p of live) if (p.pid) signalGroup(p.pid, 'SIGKILL');
 });
-
-function killGroup(pid: number, sig: NodeJS.Signals) {
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
 
 /** Drops terminal escape sequences and carriage returns (the firmware clears the screen). */
 export function stripControl(s: string): string {
@@ -143,8 +136,8 @@ export class QemuProcess {
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when QEMU is gone. */
   async stop(graceMs = 2000): Promise<void> {
     if (!this.exitInfo && this.child.pid) {
-      killGroup(this.child.pid, 'SIGTERM');
-      const t = setTimeout(() => this.child.pid && killGroup(this.child.pid, 'SIGKILL'), graceMs);
+      signalGroup(this.child.pid, 'SIGTERM');
+      const t = setTimeout(() => this.child.pid && signalGroup(this.child.pid, 'SIGKILL'), graceMs);
       await this.exited;
       clearTimeout(t);
     }

@@ -1,43 +1,44 @@
 // The default backend: a throw-away QEMU VM booted from the host's own files.
 //
-// start(): build (or reuse) the initramfs, pick KVM or TCG, make this VM's
-// private directory with fresh SSH keys, boot, and connect over SSH.
+// start(): make this VM's private directory with fresh SSH keys, boot the
+// kernel with the initramfs and accelerator it was given (vm/session.ts
+// chooses them), and connect over SSH.
 // stop(): close SSH, stop QEMU, remove the keys. Nothing survives the VM.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import type { Backend, BackendInfo, ExecOptions, ExecResult, GuestPaths } from './backend.ts';
-import { chooseAccel, type AccelRequest } from './accel.ts';
-import { projectRoot } from './cache.ts';
-import { ensureInitramfs } from './initramfs.ts';
+import { UserError } from '../core/errors.ts';
+import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import { projectRoot } from '../core/paths.ts';
+import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import type { Kernel } from './kernel.ts';
-import { buildQemuArgs, QBOOT, vmName, type Accel } from './qemu-args.ts';
+import { buildQemuArgs, QBOOT, type Accel } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
-import { stepAgent } from './step-wrapper.ts';
-import { QEMU_TOOLS, requireTools } from './tools.ts';
 
-/** Where the guest sees things (see vm/guest/init). */
-export const GUEST_PATHS: GuestPaths = {
-  project: '/run/sockmap-labs/project',
-  build: '/run/sockmap-labs/project/build',
-  state: '/run/sockmap-labs/state',
-};
 const GUEST_VM_DIR = '/run/sockmap-labs/vm';
 /** The console signature of TCG's text-patching race: an int3 oops before init is up. */
 export const TCG_PATCH_RACE = /Oops: int3\b/;
 
 export interface QemuOptions {
   kernel: Kernel;
-  accel?: AccelRequest;
-  memoryMb?: number;
-  cpus?: number;
+  /** The initramfs to boot (vm/initramfs.ts). */
+  initramfs: string;
+  /** The accelerator, already chosen (vm/accel.ts). */
+  accel: Accel;
+  memoryMb: number;
+  cpus: number;
   /** Give up if SSH does not answer this long after QEMU starts. */
-  bootTimeoutMs?: number;
-  /** Called with progress lines ("building initramfs", the accel notice…). */
+  bootTimeoutMs: number;
+  /** Names the VM in `ps` (qemu-args.ts vmName). */
+  name: string;
+  /** Test hooks (core/config.ts): a port for the first boot, kernel command line words, no step agent. */
+  sshPort?: number;
+  kernelAppend?: string[];
+  stepAgent?: boolean;
+  /** Called with progress lines (a retried boot…). */
   log?: (line: string) => void;
   /** Where to keep the console log after the VM is gone. */
   logDir?: string;
@@ -103,7 +104,7 @@ function sshKeygen(file: string): Promise<void> {
 
 export class QemuBackend implements Backend {
   readonly name = 'qemu' as const;
-  readonly paths = GUEST_PATHS;
+  readonly paths = QEMU_GUEST_PATHS;
   private qemu?: QemuProcess;
   private ssh?: SshTransport;
   private vmDir?: string;
@@ -118,17 +119,10 @@ export class QemuBackend implements Backend {
   async start(signal?: AbortSignal): Promise<BackendInfo> {
     const log = this.o.log ?? (() => {});
     const t0 = Date.now();
-    requireTools(QEMU_TOOLS);
-    const { kernel } = this.o;
-    const initrd = await ensureInitramfs(kernel);
-    if (initrd.built) log(`built initramfs ${path.basename(initrd.path)}`);
-    this.timings.initramfs = Date.now() - t0;
-    const accel = await chooseAccel(kernel, initrd.path, this.o.accel);
-    if (accel.notice) log(accel.notice);
-    this.timings.accel = Date.now() - t0;
+    const { kernel, accel } = this.o;
 
     // This VM's private files: keys and sshd config. Only guest/ is shared with the guest.
-    this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), `${vmName()}-vm-`));
+    this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.o.name}-vm-`));
     fs.chmodSync(this.vmDir, 0o700);
     const guestDir = path.join(this.vmDir, 'guest');
     fs.mkdirSync(guestDir, { mode: 0o700 });
@@ -144,9 +138,9 @@ export class QemuBackend implements Backend {
     const consoleLog = path.join(logDir, this.o.persistent ? 'console.log' : `console-${process.pid}.log`);
     let lastError = '';
     for (let attempt = 0; attempt < 3; attempt++) {
-      // LAB_SSH_PORT asks for a port (tests use it to hit a taken one); a retry takes any free port.
-      const port = attempt === 0 && process.env.LAB_SSH_PORT ? Number(process.env.LAB_SSH_PORT) : await freePort();
-      this.qemu = new QemuProcess(this.qemuArgs(initrd.path, accel.accel, port), consoleLog);
+      // A test may ask for a port (to hit a taken one); a retry takes any free port.
+      const port = attempt === 0 && this.o.sshPort ? this.o.sshPort : await freePort();
+      this.qemu = new QemuProcess(this.qemuArgs(port), consoleLog);
       this.timings.spawned = Date.now() - t0;
       try {
         this.ssh = await this.connect(port, hostKey, clientKey, signal);
@@ -163,7 +157,7 @@ export class QemuBackend implements Backend {
         // while the kernel patches its own code (a static key flipped in
         // sched_clock_cpu): the other vCPU runs a stale int3 and the kernel oopses.
         // That is QEMU's, not the lab's; a second boot does not repeat it.
-        if (accel.accel === 'tcg' && TCG_PATCH_RACE.test(this.qemu.output)) {
+        if (accel === 'tcg' && TCG_PATCH_RACE.test(this.qemu.output)) {
           lastError = 'the guest kernel crashed twice while booting (Oops: int3, a QEMU TCG code-patching race)';
           log('the guest kernel hit a QEMU TCG code-patching race while booting (Oops: int3); booting again');
           continue;
@@ -172,7 +166,7 @@ export class QemuBackend implements Backend {
       }
       this.timings.sshReady = Date.now() - t0;
       const uname = await this.ssh.run('uname -r');
-      this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel: accel.accel, consoleLog };
+      this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel, consoleLog };
       this.handle = {
         pid: this.qemu.child.pid!,
         port,
@@ -182,34 +176,33 @@ export class QemuBackend implements Backend {
         consoleLog,
         kernelImage: kernel.image,
         kernelRelease: this.info.kernelRelease,
-        accel: accel.accel,
+        accel,
       };
       return this.info;
     }
     throw new UserError(`the VM could not start: ${lastError}`);
   }
 
-  qemuArgs(initramfs: string, accel: Accel, port: number): string[] {
+  private qemuArgs(port: number): string[] {
     const { kernel } = this.o;
     return buildQemuArgs({
       kernelImage: kernel.image,
       kernelRelease: kernel.release,
-      initramfs,
-      accel,
-      memoryMb: this.o.memoryMb ?? 1024,
-      cpus: this.o.cpus ?? Math.min(2, os.cpus().length),
+      initramfs: this.o.initramfs,
+      accel: this.o.accel,
+      memoryMb: this.o.memoryMb,
+      cpus: this.o.cpus,
       sshPort: port,
       bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
-      name: vmName(),
-      // LAB_KERNEL_APPEND adds kernel command line words (fault tests break the boot with it).
-      append: process.env.LAB_KERNEL_APPEND ? process.env.LAB_KERNEL_APPEND.split(/\s+/).filter(Boolean) : undefined,
+      name: this.o.name,
+      append: this.o.kernelAppend,
       shares: { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
     });
   }
 
   private async connect(port: number, hostKey: string, clientKey: string, signal?: AbortSignal): Promise<SshTransport> {
     const q = this.qemu!;
-    const deadline = this.o.bootTimeoutMs ?? (Number(process.env.LAB_BOOT_TIMEOUT) * 1000 || 180_000);
+    const deadline = this.o.bootTimeoutMs;
     // Wait for our init to say sshd is up, and fail fast on a panic or a dead QEMU.
     const boot = await q.waitFor('sml-stage2: SSHD-STARTED', deadline, signal);
     if (boot !== 'marker') {
@@ -228,7 +221,7 @@ export class QemuBackend implements Backend {
         hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8'),
         deadlineMs: 60_000,
         signal: controller.signal,
-        wrapping: { pidDir: '/run/sockmap-labs/steps', agent: stepAgent(`${GUEST_PATHS.build}/bin/step-agent`) },
+        wrapping: { pidDir: STEP_PID_DIR, agent: this.o.stepAgent === false ? undefined : stepAgentPath(this.paths.build) },
         onRetry: () => {
           if (!q.running || q.fatal()) controller.abort();
         },

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import type { Client, ClientChannel } from 'ssh2';
 import type { ExecOptions, ExecResult } from './backend.ts';
 import { StepAgent } from './step-agent.ts';
-import { shq, wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
+import { shq } from '../core/shell.ts';
+import { wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
 
 export interface SshConnectOptions {
   host: string;

@@ -1,10 +1,11 @@
-// The runner's side of bpf/helpers/step-agent.c: one long-lived stream to the
+// The runner's side of vm/guest/step-agent.c: one long-lived stream to the
 // agent in the guest (an SSH channel, or a local child in tests), many steps
 // over it. See the C file for the frame format.
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable, Writable } from 'node:stream';
 import type { ExecOptions, ExecResult } from './backend.ts';
-import { EVAL_STEP, exportsFor } from './step-wrapper.ts';
+import { exportsFor } from '../core/shell.ts';
+import { EVAL_STEP } from './step-wrapper.ts';
 
 /** How long a killed step may take to report its end before it is given up. */
 const KILL_WAIT_MS = 3000;

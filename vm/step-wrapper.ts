@@ -3,36 +3,17 @@
 // its pid written where a second SSH channel can find it, stdin from /dev/null,
 // and the lab's environment exported. The command travels as one single-quoted
 // argument, so the author's shell code reaches bash unchanged.
+import { exportsFor, shq } from '../core/shell.ts';
 
 export interface StepWrapping {
   /** Guest directory for step pid files. */
   pidDir: string;
   /**
-   * Guest path of the step agent (bpf/helpers/step-agent.c). When set, steps run
+   * Guest path of the step agent (vm/guest/step-agent.c). When set, steps run
    * through one agent per connection instead of one SSH channel each, which is
    * ~4x cheaper per step; a guest without it falls back to a channel per step.
    */
   agent?: string;
-}
-
-/**
- * The step agent's guest path, unless LAB_STEP_AGENT=0 asks for the older way
- * (a wrapped SSH channel per step), which stays the fallback for a guest
- * without the agent and is tested with this switch.
- */
-export function stepAgent(guestPath: string): string | undefined {
-  return process.env.LAB_STEP_AGENT === '0' ? undefined : guestPath;
-}
-
-/** Single-quotes a string for bash. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-export function exportsFor(env: Record<string, string> = {}): string {
-  return Object.entries(env)
-    .map(([k, v]) => `export ${k}=${shq(v)};`)
-    .join(' ');
 }
 
 /**

@@ -1,8 +1,8 @@
 // Host programs the VM backends need, each with the package that provides it,
 // so a missing one is reported with the exact install command.
-import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
+import { UserError } from '../core/errors.ts';
+import { which } from '../core/which.ts';
 
 export interface Tool {
   /** Program name looked up on PATH (or an absolute path). */
@@ -27,24 +27,6 @@ export const LAB_TOOLS: Tool[] = [
   { bin: 'cc', pkg: 'gcc', why: 'builds the userspace helpers' },
   { bin: 'ip', pkg: 'iproute2', why: 'network namespaces and veth pairs' },
 ];
-
-/** Full path of a program, or undefined. */
-export function which(bin: string, envPath = process.env.PATH ?? ''): string | undefined {
-  if (bin.includes('/')) return fs.existsSync(bin) ? bin : undefined;
-  // bpftool and sshd live in sbin, which a non-root PATH may lack.
-  const dirs = [...envPath.split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = path.join(d, bin);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
 
 export function missingTools(tools: Tool[], envPath?: string): Tool[] {
   return tools.filter((t) => !which(t.bin, envPath));

@@ -34,8 +34,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
-import type { Backend, BackendInfo, ExecOptions, ExecResult, GuestPaths } from './backend.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UserError } from '../core/errors.ts';
+import { sharedCheckoutPaths, STEP_PID_DIR, type GuestPaths } from '../core/guest.ts';
+import { signalGroup } from '../core/process-group.ts';
+import { which } from '../core/which.ts';
+import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 
 // ---------------------------------------------------------------------------
 // The SSH transport (implemented in vm/ssh.ts). Only its shape matters here.
@@ -149,25 +153,8 @@ export interface HostLookup {
 // so look there as well as on the user's PATH.
 const GUEST_PATH_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
-export function findOnPath(name: string, pathEnv = process.env.PATH ?? ''): string | undefined {
-  // A name with a slash is a path already, as in a shell.
-  const dirs = name.includes('/') ? [''] : pathEnv.split(path.delimiter).filter(Boolean);
-  for (const dir of dirs) {
-    const candidate = dir ? path.join(dir, name) : path.resolve(name);
-    try {
-      if (fs.statSync(candidate).isFile()) {
-        fs.accessSync(candidate, fs.constants.X_OK);
-        return candidate;
-      }
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
 export const realHost: HostLookup = {
-  which: (name) => findOnPath(name),
+  which: (name) => which(name),
   exists: (p) => fs.existsSync(p),
 };
 
@@ -215,37 +202,7 @@ export function findGuestKey(home: string, exists: (p: string) => boolean = fs.e
 }
 
 // ---------------------------------------------------------------------------
-// Small async helpers
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Fails when something already listens on 127.0.0.1:port (QEMU could not forward it). */
-function checkPortFree(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        e.code === 'EADDRINUSE'
-          ? new UserError(`port ${port} on 127.0.0.1 is already in use, so vng cannot forward SSH to the guest there`, 'stop the other VM, or choose another SSH port')
-          : e,
-      ),
-    );
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()));
-  });
-}
+// Small helpers
 
 /**
  * One try: connect and see whether an SSH server greets us. QEMU accepts on the
@@ -311,7 +268,7 @@ export class VngBackend implements Backend {
   constructor(private readonly opts: VngBackendOptions) {
     const project = path.resolve(opts.projectDir);
     // vng shares the host's filesystem, so the checkout has the same path inside.
-    this.paths = { project, build: `${project}/build`, state: '/run/sockmap-labs' };
+    this.paths = sharedCheckoutPaths(project, '/run/sockmap-labs');
   }
 
   async start(signal?: AbortSignal): Promise<BackendInfo> {
@@ -320,7 +277,6 @@ export class VngBackend implements Backend {
     const vng = checkVngHost(host, this.opts.vngPath);
     const { args } = buildVngCommand(this.opts);
     signal?.throwIfAborted();
-    await checkPortFree(this.opts.sshPort);
 
     // vng's console (the serial port with a root shell) and kernel messages go to a log file.
     this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-vng-'));
@@ -379,7 +335,7 @@ export class VngBackend implements Backend {
       const uname = await this.transport.exec('uname -r', { timeoutMs: 30_000, signal });
       if (uname.code !== 0) throw new Error(`\`uname -r\` failed in the vng guest: ${uname.stderr.trim()}`);
       // /run is a tmpfs in the guest: a fresh, writable state folder every boot.
-      await this.transport.exec(`mkdir -p ${this.paths.state}`, { timeoutMs: 30_000, signal });
+      await this.transport.exec(`mkdir -p ${this.paths.state} ${STEP_PID_DIR}`, { timeoutMs: 30_000, signal });
 
       return {
         backend: 'vng',
@@ -416,7 +372,7 @@ export class VngBackend implements Backend {
           tail(this.consoleLog!),
         );
       if (await sshGreets(this.opts.sshPort, 2000)) return;
-      await sleep(300, signal);
+      await sleep(300, undefined, { signal });
     }
   }
 
@@ -442,13 +398,7 @@ export class VngBackend implements Backend {
   /** Sends a signal to the VM's whole process group; false when none is left. */
   private killGroup(sig: NodeJS.Signals | 0): boolean {
     const pid = this.child?.pid;
-    if (!pid) return false;
-    try {
-      process.kill(-pid, sig);
-      return true;
-    } catch {
-      return false; // ESRCH: the group is gone
-    }
+    return !!pid && signalGroup(pid, sig);
   }
 
   async stop(): Promise<void> {

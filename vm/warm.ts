@@ -1,24 +1,26 @@
 // A warm VM: `npm run vm up` boots a VM that stays up; `lab`, `shell` and
-// `vm exec` attach to it over SSH instead of booting (no boot, ~0.3 s to
-// connect); `vm down` stops it. Its state file (0600, in a 0700 folder) holds
-// what it takes to reach it: QEMU's pid, the forwarded port, the per-VM key.
+// `vm exec` attach to it instead of booting (no boot, ~0.3 s to connect);
+// `vm down` stops it. Its state file (0600, in a 0700 folder) holds what it
+// takes to reach it: QEMU's pid, the forwarded port, the per-VM key.
 //
 // A keeper process (vm/keeper.ts) holds an SSH connection and a step agent
 // ready for the next run; a run that cannot reach it uses SSH itself.
 //
 // Two runs at once never share it: a run takes the VM's lock for as long as
-// it uses it, and a second run finds it busy and boots its own throw-away VM.
+// it uses it (vm/session.ts takes and releases it), and a second run finds it
+// busy and boots its own throw-away VM.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { UserError } from '../runner/errors.ts';
+import { freshBundle } from '../core/bundle.mjs';
+import { UserError } from '../core/errors.ts';
+import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import { signalGroup, sleep } from '../core/process-group.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
-import { cacheDir, projectRoot } from './cache.ts';
-import { GUEST_PATHS, type VmHandle } from './qemu.ts';
+import type { VmHandle } from './qemu.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
 import { StepAgent } from './step-agent.ts';
-import { stepAgent } from './step-wrapper.ts';
 
 export interface WarmState extends VmHandle {
   startedAt: string;
@@ -31,22 +33,6 @@ export interface WarmState extends VmHandle {
 /** Where the warm VM's keeper listens: in the VM's own 0700 folder, gone with it. */
 export const keeperSocket = (s: WarmState) => path.join(s.vmDir, 'keeper.sock');
 export const keeperLog = (vmDir: string) => path.join(vmDir, 'keeper.log');
-
-/** Starts the warm VM's keeper (vm/keeper.ts) and does not wait for it. */
-export function spawnKeeper(s: WarmState): ChildProcess {
-  fs.rmSync(keeperSocket(s), { force: true });
-  const log = fs.openSync(keeperLog(s.vmDir), 'a', 0o600);
-  // Detached, in a process group of its own: a Ctrl-C in the terminal that started it does not reach it.
-  const child = spawn(process.execPath, [path.join(projectRoot, 'runner', 'launch.mjs'), 'vm', 'keeper', s.vmDir], { detached: true, stdio: ['ignore', log, log] });
-  fs.closeSync(log);
-  child.unref();
-  return child;
-}
-
-/** Where the warm VM's state lives; LAB_VM_DIR gives tests (or a second user) their own. */
-export const warmDir = () => (process.env.LAB_VM_DIR ? path.resolve(process.env.LAB_VM_DIR) : path.join(cacheDir(), 'vm'));
-const stateFile = () => path.join(warmDir(), 'state.json');
-const lockFile = () => path.join(warmDir(), 'lock');
 
 export function alive(pid: number, what = 'qemu-system'): boolean {
   try {
@@ -62,64 +48,110 @@ export function alive(pid: number, what = 'qemu-system'): boolean {
   }
 }
 
-export function writeState(s: WarmState): void {
-  fs.mkdirSync(warmDir(), { recursive: true, mode: 0o700 });
-  fs.chmodSync(warmDir(), 0o700);
-  const tmp = `${stateFile()}.${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
-  fs.renameSync(tmp, stateFile());
-}
-
-/** The warm VM, if one is up; a stale state file (QEMU gone) is removed. */
-export function readState(): WarmState | undefined {
-  let s: WarmState;
-  try {
-    s = JSON.parse(fs.readFileSync(stateFile(), 'utf8'));
-  } catch {
-    return undefined;
-  }
-  if (alive(s.pid)) return s;
-  forget(s);
-  return undefined;
-}
-
-function forget(s?: WarmState) {
-  if (s?.vmDir) fs.rmSync(s.vmDir, { recursive: true, force: true });
-  fs.rmSync(stateFile(), { force: true });
-  fs.rmSync(lockFile(), { force: true });
-}
-
-/** Stops the warm VM and removes its keys and state. Returns what was stopped. */
-export async function stopWarm(): Promise<WarmState | undefined> {
-  const s = readState();
-  if (!s) {
-    forget();
-    return undefined;
-  }
-  if (keeperAlive(s)) process.kill(s.keeperPid!, 'SIGTERM');
-  const kill = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(-s.pid, sig);
-    } catch {
-      /* gone */
-    }
-  };
-  kill('SIGTERM');
-  for (let i = 0; i < 30 && (alive(s.pid) || keeperAlive(s)); i++) await new Promise((r) => setTimeout(r, 100));
-  if (alive(s.pid)) kill('SIGKILL');
-  forget(s);
-  return s;
-}
-
 /** Is the warm VM's keeper still running? */
 export function keeperAlive(s: WarmState): boolean {
   return !!s.keeperPid && alive(s.keeperPid, 'keeper');
 }
 
+/** The warm VM's folder (Places.warmDir): its state file and its lock. */
+export class WarmStore {
+  private unlockOnExit = false;
+
+  constructor(readonly dir: string) {}
+
+  private get stateFile() {
+    return path.join(this.dir, 'state.json');
+  }
+
+  private get lockFile() {
+    return path.join(this.dir, 'lock');
+  }
+
+  write(s: WarmState): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(this.dir, 0o700);
+    const tmp = `${this.stateFile}.${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
+    fs.renameSync(tmp, this.stateFile);
+  }
+
+  /** The warm VM, if one is up; a stale state file (QEMU gone) is removed. */
+  read(): WarmState | undefined {
+    let s: WarmState;
+    try {
+      s = JSON.parse(fs.readFileSync(this.stateFile, 'utf8'));
+    } catch {
+      return undefined;
+    }
+    if (alive(s.pid)) return s;
+    this.forget(s);
+    return undefined;
+  }
+
+  private forget(s?: WarmState) {
+    if (s?.vmDir) fs.rmSync(s.vmDir, { recursive: true, force: true });
+    fs.rmSync(this.stateFile, { force: true });
+    fs.rmSync(this.lockFile, { force: true });
+  }
+
+  /** Stops the warm VM and removes its keys and state. Returns what was stopped. */
+  async stop(): Promise<WarmState | undefined> {
+    const s = this.read();
+    if (!s) {
+      this.forget();
+      return undefined;
+    }
+    if (keeperAlive(s)) process.kill(s.keeperPid!, 'SIGTERM');
+    signalGroup(s.pid, 'SIGTERM');
+    for (let i = 0; i < 30 && (alive(s.pid) || keeperAlive(s)); i++) await sleep(100);
+    if (alive(s.pid)) signalGroup(s.pid, 'SIGKILL');
+    this.forget(s);
+    return s;
+  }
+
+  /** Takes the warm VM's lock; false when another live run holds it. */
+  tryLock(): boolean {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        fs.writeFileSync(this.lockFile, String(process.pid), { flag: 'wx', mode: 0o600 });
+        // One hook for the process, however many runs it makes (the soak makes hundreds).
+        if (!this.unlockOnExit) process.once('exit', () => this.unlock());
+        this.unlockOnExit = true;
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const holder = Number(fs.readFileSync(this.lockFile, 'utf8'));
+        if (holder !== process.pid && alive(holder, '')) return false;
+        fs.rmSync(this.lockFile, { force: true }); // the holder died without unlocking
+      }
+    }
+    return false;
+  }
+
+  unlock(): void {
+    try {
+      if (Number(fs.readFileSync(this.lockFile, 'utf8')) === process.pid) fs.rmSync(this.lockFile);
+    } catch {
+      /* not ours, or gone */
+    }
+  }
+
+  /** Starts the warm VM's keeper (vm/keeper-main.ts) and does not wait for it. */
+  async spawnKeeper(s: WarmState): Promise<ChildProcess> {
+    fs.rmSync(keeperSocket(s), { force: true });
+    const entry = await freshBundle('keeper', 'vm/keeper-main.ts');
+    const log = fs.openSync(keeperLog(s.vmDir), 'a', 0o600);
+    // Detached, in a process group of its own: a Ctrl-C in the terminal that started it does not reach it.
+    const child = spawn(process.execPath, [entry, this.dir, s.vmDir], { detached: true, stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    child.unref();
+    return child;
+  }
+}
+
 /** The keeper's waiting step agent, or undefined when there is no keeper to hand one over. */
 async function agentFromKeeper(s: WarmState, signal?: AbortSignal): Promise<{ agent: StepAgent; sock: net.Socket } | undefined> {
-  // LAB_STEP_AGENT=0 asks for a channel per step, which only a connection of our own gives.
-  if (!keeperAlive(s) || !stepAgent('keeper')) return undefined;
+  if (!keeperAlive(s)) return undefined;
   const sock = net.connect(keeperSocket(s));
   sock.on('error', () => {});
   const agent = new StepAgent(sock, sock);
@@ -133,56 +165,23 @@ async function agentFromKeeper(s: WarmState, signal?: AbortSignal): Promise<{ ag
   }
 }
 
-let unlockOnExit = false;
-
-/** Takes the warm VM's lock; false when another live run holds it. */
-export function tryLock(): boolean {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(lockFile(), String(process.pid), { flag: 'wx', mode: 0o600 });
-      // One hook for the process, however many runs it makes (the soak makes hundreds).
-      if (!unlockOnExit) process.once('exit', () => unlock());
-      unlockOnExit = true;
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const holder = Number(fs.readFileSync(lockFile(), 'utf8'));
-      let holderAlive = false;
-      try {
-        process.kill(holder, 0);
-        holderAlive = true;
-      } catch {
-        /* the holder died without unlocking */
-      }
-      if (holderAlive && holder !== process.pid) return false;
-      fs.rmSync(lockFile(), { force: true });
-    }
-  }
-  return false;
-}
-
-export function unlock(): void {
-  try {
-    if (Number(fs.readFileSync(lockFile(), 'utf8')) === process.pid) fs.rmSync(lockFile());
-  } catch {
-    /* not ours, or gone */
-  }
-}
-
-/** Talks to the warm VM; stop() only lets go of it (and of its lock). */
+/** Talks to the warm VM; stop() only lets go of it. The caller holds the VM's lock. */
 export class AttachedBackend implements Backend {
   readonly name = 'qemu' as const;
-  readonly paths = GUEST_PATHS;
+  readonly paths = QEMU_GUEST_PATHS;
   private ssh?: SshTransport;
   /** The step agent the keeper handed over, and the socket it came on. */
   private kept?: { agent: StepAgent; sock: net.Socket };
 
-  constructor(readonly state: WarmState) {}
+  constructor(
+    readonly state: WarmState,
+    private readonly store: WarmStore,
+    /** false: one SSH channel per step (a test hook), which only a connection of our own gives. */
+    private readonly useAgent = true,
+  ) {}
 
   async start(signal?: AbortSignal): Promise<BackendInfo> {
-    if (this.state.projectRoot !== projectRoot)
-      throw new UserError(`the warm VM shares another checkout (${this.state.projectRoot})`, 'npm run vm -- down');
-    this.kept = await agentFromKeeper(this.state, signal);
+    if (this.useAgent) this.kept = await agentFromKeeper(this.state, signal);
     if (!this.kept) await this.connect(signal);
     return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
   }
@@ -196,7 +195,7 @@ export class AttachedBackend implements Backend {
       hostPublicKey: this.state.hostPublicKey,
       deadlineMs: 10_000,
       signal,
-      wrapping: { pidDir: '/run/sockmap-labs/steps', agent: stepAgent(`${GUEST_PATHS.build}/bin/step-agent`) },
+      wrapping: { pidDir: STEP_PID_DIR, agent: this.useAgent ? stepAgentPath(this.paths.build) : undefined },
     });
   }
 
@@ -230,12 +229,11 @@ export class AttachedBackend implements Backend {
     this.ssh = undefined;
     // This run went over SSH because the keeper was gone (killed, or its connection dropped):
     // start another for the next run, while this one still holds the lock.
-    const now = this.kept || !stepAgent('keeper') ? undefined : readState();
+    const now = this.kept || !this.useAgent ? undefined : this.store.read();
     if (now?.vmDir === this.state.vmDir && !keeperAlive(now)) {
-      const child = spawnKeeper(now);
-      if (child.pid) writeState({ ...now, keeperPid: child.pid });
+      const child = await this.store.spawnKeeper(now);
+      if (child.pid) this.store.write({ ...now, keeperPid: child.pid });
     }
     this.kept = undefined;
-    unlock();
   }
 }

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { projectRoot } from '../../vm/cache.ts';
-import { UserError } from '../errors.ts';
+import { projectRoot } from '../../core/paths.ts';
+import { UserError } from '../../core/errors.ts';
 import {
   describeOutcome,
   findRedirect,
@@ -23,7 +23,7 @@ import {
   type RedirectProbe,
 } from './model.ts';
 
-export const CHEATSHEET_FILE = path.join(projectRoot, 'data/cheatsheet.json');
+const CHEATSHEET_FILE = path.join(projectRoot, 'data/cheatsheet.json');
 
 const Row = z.object({
   scenario: z.string(),
@@ -43,7 +43,7 @@ export const Cheatsheet = z.object({
   rows: z.array(Row),
 });
 export type Cheatsheet = z.infer<typeof Cheatsheet>;
-export type CheatsheetRow = z.infer<typeof Row>;
+type CheatsheetRow = z.infer<typeof Row>;
 
 export function loadCheatsheet(file = CHEATSHEET_FILE): Cheatsheet {
   let raw: unknown;
@@ -142,7 +142,7 @@ export function compareWithCheatsheet(m: Matrix, sheet: Cheatsheet): CellCompari
   return out;
 }
 
-export interface ComparisonSummary {
+interface ComparisonSummary {
   agree: number;
   differ: number;
   unmeasured: number;

@@ -1,9 +1,10 @@
 // The `matrix` command of runner/cli.ts: options and help text in one place,
 // so the CLI adds it with one line: addMatrixCommand(program).
 import { Command, Option } from 'commander';
+import { buildConfig, flagsFrom } from '../../core/config.ts';
 import { matrixCommand } from './command.ts';
 
-export const MATRIX_HELP = `
+const MATRIX_HELP = `
 Examples:
   npm run matrix                            tables here; files build/matrix/matrix.json and .md
   npm run matrix -- --html matrix.html      the same, and one self-contained HTML page
@@ -36,18 +37,9 @@ export function addMatrixCommand(program: Command): Command {
     .option('-a, --all', 'list every cell of the cheat-sheet comparison, not only the differences')
     .addOption(new Option('-b, --backend <name>', 'where the probe runs').choices(['qemu', 'host']).default('qemu'))
     .option('--no-warm', 'boot a fresh VM even when a warm one is up')
-    .option('-m, --memory <MiB>', 'guest memory', (v) => Number(v), 1024)
+    .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
     .addHelpText('after', MATRIX_HELP)
     .action(async (o) => {
-      process.exitCode = await matrixCommand({
-        kernels: o.kernel,
-        html: o.html,
-        json: o.json,
-        markdown: o.markdown,
-        all: o.all,
-        backend: o.backend,
-        warm: o.warm,
-        memoryMb: o.memory,
-      });
+      process.exitCode = await matrixCommand(buildConfig(flagsFrom(o)), { html: o.html, json: o.json, markdown: o.markdown, all: o.all });
     });
 }

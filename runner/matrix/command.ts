@@ -5,33 +5,31 @@
 // request: --json, --markdown, --html.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Config } from '../../core/config.ts';
+import { UserError } from '../../core/errors.ts';
+import { exitCodeFor } from '../../core/exit.ts';
+import { guestPathVar } from '../../core/guest.ts';
+import { projectRoot } from '../../core/paths.ts';
+import { shqIfNeeded } from '../../core/shell.ts';
 import type { Backend } from '../../vm/backend.ts';
-import { projectRoot } from '../../vm/cache.ts';
-import { UserError } from '../errors.ts';
-import { renderHtmlReport } from '../reporters/html.ts';
-import { onEachMachine } from '../run-labs.ts';
+import { onEachMachine } from '../../vm/session.ts';
+import { renderHtmlReport } from '../html-page.ts';
+import { sessionUi } from '../run-labs.ts';
 import { colorWanted, paint, spinner } from '../style.ts';
 import { loadCheatsheet } from './cheatsheet.ts';
 import { diffAll } from './diff.ts';
 import { labelMatrices, parseProbeOutput, ProbeOutputError, type Matrix } from './model.ts';
 import { reportJson, reportMarkdown, terminalComparison, terminalDiff, terminalMatrix } from './render.ts';
 
-export interface MatrixOptions {
-  /** Guest kernel images; one matrix each (default: the one `npm run lab` would boot). */
-  kernels?: string[];
+interface MatrixOptions {
   /** Write the run as one self-contained HTML page. */
   html?: string;
   /** Write every probe, the comparison and the diffs as JSON (default: build/matrix/matrix.json). */
   json?: string;
   /** Append the tables as markdown, like the markdown reporter: fine for $GITHUB_STEP_SUMMARY (default: build/matrix/matrix.md, rewritten). */
   markdown?: string;
-  /** qemu (default) or host (the host kernel, as root). */
-  backend?: 'qemu' | 'host';
-  /** false: never attach to the warm VM. */
-  warm?: boolean;
   /** Print every cell of the cheat-sheet comparison, not only the differences. */
   all?: boolean;
-  memoryMb?: number;
   /** Extra arguments for the probe, e.g. ['--no-attach'] or ['--mode', 'ingress-to-local']. */
   probeArgs?: string[];
   /** Where the text goes (default stdout). */
@@ -39,24 +37,23 @@ export interface MatrixOptions {
 }
 
 /** Where the matrix goes when no file is named (build/ is not tracked). */
-export const DEFAULT_JSON = path.join(projectRoot, 'build/matrix/matrix.json');
-export const DEFAULT_MARKDOWN = path.join(projectRoot, 'build/matrix/matrix.md');
+const DEFAULT_JSON = path.join(projectRoot, 'build/matrix/matrix.json');
+const DEFAULT_MARKDOWN = path.join(projectRoot, 'build/matrix/matrix.md');
 
 /** The probe's command line in the guest: the VSOCK loopback transport first, then the probe. */
 export function probeCommand(args: string[] = []): string {
-  const quoted = args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
-  return ['modprobe vsock_loopback 2>/dev/null', `sockmap-matrix ${quoted.join(' ')}`.trim()].join('\n');
+  return ['modprobe vsock_loopback 2>/dev/null', `sockmap-matrix ${args.map(shqIfNeeded).join(' ')}`.trim()].join('\n');
 }
 
 /** Unloads what modprobe loaded (a warm VM or the host keeps running after us). */
 const UNLOAD_VSOCK = 'for _ in 1 2 3 4 5; do modprobe -r vsock_loopback vmw_vsock_virtio_transport_common vsock 2>/dev/null && break; sleep 0.3; done; true';
 
 /** Runs the probe on a started backend and reads its matrix. */
-export async function probeOn(
+async function probeOn(
   backend: Backend,
   o: { args?: string[]; signal?: AbortSignal; timeoutMs?: number; onProbe?: (count: number) => void } = {},
 ): Promise<{ matrix: Matrix; wallMs: number }> {
-  const env = { BUILD: backend.paths.build, PATH: `${backend.paths.build}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C' };
+  const env = { BUILD: backend.paths.build, PATH: guestPathVar(backend.paths), LC_ALL: 'C' };
   let count = 0;
   const t0 = Date.now();
   const r = await backend.exec(probeCommand(o.args), {
@@ -85,21 +82,20 @@ export async function probeOn(
   return { matrix, wallMs };
 }
 
-export async function matrixCommand(o: MatrixOptions = {}): Promise<number> {
+export async function matrixCommand(cfg: Config, o: MatrixOptions = {}): Promise<number> {
   const out = o.out ?? process.stdout;
-  const tty = !!out.isTTY && !process.env.CI;
+  const tty = !!out.isTTY && !cfg.ci;
   const color = o.out ? false : colorWanted();
   const p = paint(color);
   const say = (s = '') => out.write(s + '\n');
   const notice = (s: string) => say(p.dim(`» ${s}`));
-  const backendName = o.backend ?? 'qemu';
   const sheet = loadCheatsheet();
 
   const matrices: Matrix[] = [];
   const started = Date.now();
   const interrupted = await onEachMachine(
-    { backend: backendName, kernels: o.kernels, warm: o.warm, memoryMb: o.memoryMb },
-    { tty, notice, what: 'the probe', out },
+    cfg,
+    sessionUi({ tty, notice, what: 'the probe', out }),
     async ({ backend, info, signal }) => {
       const t0 = Date.now();
       const probing = tty ? await spinner('probing…', out) : undefined;
@@ -140,7 +136,7 @@ export async function matrixCommand(o: MatrixOptions = {}): Promise<number> {
     write(o.markdown ?? DEFAULT_MARKDOWN, reportMarkdown(labelled, diffs, sheet), !!o.markdown);
     if (o.html) write(o.html, renderHtmlReport({ title: 'SOCKMAP support matrix', results: [], matrices: labelled, cheatsheet: sheet, durationMs: Date.now() - started }));
   }
-  if (interrupted) return interrupted === 'SIGTERM' ? 143 : 130;
+  if (interrupted) return exitCodeFor(interrupted);
   // A cell the probe could not set up (e.g. no VSOCK transport) is a hole in the matrix: say so in the exit status.
   const holes = labelled.flatMap((m) => m.redirect.filter((x) => x.outcome === 'error').map((x) => `${m.label}: ${x.mode} ${x.src}→${x.dst} (${x.errno})`));
   if (holes.length) {

@@ -21,7 +21,7 @@ import {
   type RedirectProbe,
 } from './model.ts';
 
-export interface CellChange {
+interface CellChange {
   probe: 'redirect' | 'insert';
   /** Both maps when they changed alike. */
   maps: MapType[];

@@ -1,6 +1,6 @@
 // The support matrix as HTML: a coloured grid per redirect mode, the insert
 // table, the comparison with the cheat sheet and the diffs between kernels.
-// A fragment for the report page (runner/reporters/html.ts), which holds the
+// A fragment for the report page (runner/html-page.ts), which holds the
 // CSS. Everything that comes from outside is escaped.
 import { compareWithCheatsheet, summarize, type Cheatsheet } from './cheatsheet.ts';
 import { changeSummary, type MatrixDiff } from './diff.ts';
@@ -39,7 +39,7 @@ function cell(p: RedirectProbe | InsertProbe | undefined, extra = ''): string {
   return `<td class="cell ${esc(p.outcome)}" data-outcome="${esc(p.outcome)}"${extra} title="${esc(tip)}">${esc(cellText(p))}<span class="ms">${esc(ms(p.ms))}</span></td>`;
 }
 
-export const LEGEND_HTML = `<ul class="legend">
+const LEGEND_HTML = `<ul class="legend">
 <li><span class="cell works">works</span> the bytes reached the target, not their normal path</li>
 <li><span class="cell refused">EACCES</span> refused: the errno of <code>send()</code>; with <b>*</b>, of the insert</li>
 <li><span class="cell lost">lost</span> no error, and no bytes anywhere</li>
@@ -88,7 +88,7 @@ export function matrixGridHtml(m: Matrix, sheet?: Cheatsheet): string {
   return out.join('\n');
 }
 
-export function comparisonHtml(m: Matrix, sheet: Cheatsheet): string {
+function comparisonHtml(m: Matrix, sheet: Cheatsheet): string {
   const cs = compareWithCheatsheet(m, sheet);
   const s = summarize(cs);
   const src = sheet.source;

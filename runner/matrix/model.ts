@@ -121,20 +121,6 @@ export interface Matrix {
   startedAt?: string;
 }
 
-export const MatrixSchema = z.object({
-  kernel: z.string(),
-  label: z.string(),
-  accel: z.string().optional(),
-  backend: z.string().optional(),
-  attached: z.boolean(),
-  waitMs: z.number(),
-  redirect: z.array(RedirectProbe),
-  insert: z.array(InsertProbe),
-  probes: z.number().optional(),
-  totalMs: z.number().optional(),
-  startedAt: z.string().optional(),
-});
-
 export class ProbeOutputError extends Error {}
 
 /**
@@ -188,9 +174,6 @@ export function findMatrices(text: string): Matrix[] {
   }
   return out;
 }
-
-export const redirectKey = (p: Pick<RedirectProbe, 'map' | 'mode' | 'src' | 'dst'>) => `${p.map}/${p.mode}/${p.src}/${p.dst}`;
-export const insertKey = (p: Pick<InsertProbe, 'map' | 'kind'>) => `${p.map}/insert/${p.kind}`;
 
 export function findRedirect(m: Matrix, map: MapType, mode: Mode, src: RedirectKind, dst: RedirectKind): RedirectProbe | undefined {
   return m.redirect.find((p) => p.map === map && p.mode === mode && p.src === src && p.dst === dst);

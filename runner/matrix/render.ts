@@ -67,7 +67,7 @@ function colorCell(p: RedirectProbe | InsertProbe | undefined, text: string, pai
 const SYMBOL: Record<string, string> = { works: '✔', accepted: '✔', refused: '✖', lost: '∅', passthrough: '→', other: '?', error: '!' };
 const symbolText = (p: RedirectProbe | InsertProbe | undefined) => (p ? `${SYMBOL[p.outcome]} ${cellText(p)}` : '-');
 
-export const TERMINAL_LEGEND =
+const TERMINAL_LEGEND =
   '✔ works: the bytes reached the target only · ✖ ERRNO: refused at send() (ERRNO* at insert) · ∅ lost: no error, no bytes · → normal: not redirected, the bytes took their normal path · ! n/a: not measured';
 
 /** One kernel's matrix as terminal tables: four redirect grids (per map when the maps differ) and the insert table. */
@@ -145,10 +145,10 @@ const MD_SYMBOL: Record<string, string> = { works: '✅', accepted: '✅', refus
 const mdCell = (p: RedirectProbe | InsertProbe | undefined) => (p ? `${MD_SYMBOL[p.outcome]} ${cellText(p)}` : '–');
 const mdEscape = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-export const MARKDOWN_LEGEND =
+const MARKDOWN_LEGEND =
   '✅ works: the bytes reached the target, not the normal path · ⛔ ERRNO: refused at `send()` (ERRNO\\* at insert) · 🕳️ lost: no error, and no bytes anywhere · ↪️ normal: not redirected, the bytes took their normal path · ⚠️ n/a: not measured';
 
-export function matrixMarkdown(m: Matrix, sheet?: Cheatsheet): string {
+function matrixMarkdown(m: Matrix, sheet?: Cheatsheet): string {
   const out: string[] = [`### Kernel \`${m.label}\``, ''];
   out.push(`${m.backend ?? 'qemu'}${m.accel ? `, accel ${m.accel}` : ''}; ${timingLine(m)}.${m.attached ? '' : ' **Programs not attached (`--no-attach`).**'}`, '');
   for (const mode of MODES) {
@@ -177,7 +177,7 @@ export function matrixMarkdown(m: Matrix, sheet?: Cheatsheet): string {
   return out.join('\n');
 }
 
-export function comparisonMarkdown(label: string, cs: CellComparison[], sheet: Cheatsheet): string {
+function comparisonMarkdown(label: string, cs: CellComparison[], sheet: Cheatsheet): string {
   const s = summarize(cs);
   const src = sheet.source;
   const out = [
@@ -198,7 +198,7 @@ export function comparisonMarkdown(label: string, cs: CellComparison[], sheet: C
   return out.join('\n');
 }
 
-export function diffMarkdown(d: MatrixDiff): string {
+function diffMarkdown(d: MatrixDiff): string {
   const out = [`### \`${d.from}\` → \`${d.to}\``, '', `${d.changed} cells changed, ${d.same} the same.`, ''];
   if (d.changes.length) {
     out.push('| cells | before | after |', '|---|---|---|');

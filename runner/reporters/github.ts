@@ -2,7 +2,7 @@
 // of each failed step, so the failure shows up on the pull request's diff.
 import path from 'node:path';
 import type { LabResult, Reporter } from '../executor.ts';
-import { projectRoot } from '../../vm/cache.ts';
+import { projectRoot } from '../../core/paths.ts';
 import { failureText } from './junit.ts';
 
 /** Escapes a workflow command's data (and, with `property`, a property value). */

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResult, Reporter, StepResult } from '../executor.ts';
-import { projectRoot } from '../../vm/cache.ts';
+import { projectRoot } from '../../core/paths.ts';
 
 /** Escapes text for XML, dropping characters XML 1.0 cannot hold (console control codes). */
 export function xmlEscape(s: string): string {

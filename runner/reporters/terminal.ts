@@ -10,7 +10,7 @@ import { highlight } from '../highlight.ts';
 import { renderMarkdown } from '../markdown.ts';
 import { paint, type Paint } from '../style.ts';
 
-export interface TerminalReporterOptions {
+interface TerminalReporterOptions {
   out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   /** ora, for spinners on a TTY (loaded by the caller only then: it takes ~90 ms). */
   ora?: typeof oraFn;

@@ -7,7 +7,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveKernel } from '../../vm/kernel.ts';
+import { buildConfig } from '../../core/config.ts';
+import { kernelChoice } from '../../vm/session.ts';
 import { cli, fixtures, qemuPids, root, waitForOutput, tail, type CliRun } from './cli-helpers.ts';
 
 const faults = path.join(root, 'test/fixtures/faults');
@@ -99,7 +100,7 @@ describe('the machine never comes up', () => {
     'a kernel that never reaches init: the boot deadline fires, with the console tail',
     async () => {
       // A kernel image cut in half: its header is fine, its payload is not.
-      const k = resolveKernel();
+      const k = kernelChoice(buildConfig()).kernel!;
       const root2 = path.join(tmp, 'halfkernel');
       fs.mkdirSync(path.join(root2, 'boot'), { recursive: true });
       fs.mkdirSync(path.join(root2, 'lib/modules'), { recursive: true });
@@ -246,7 +247,7 @@ describe('bad input and kernels', () => {
   });
 
   it('a kernel without the required CONFIG_ options is refused before booting', async () => {
-    const k = resolveKernel();
+    const k = kernelChoice(buildConfig()).kernel!;
     const r2 = path.join(tmp, 'noconfig');
     fs.mkdirSync(path.join(r2, 'boot'), { recursive: true });
     fs.mkdirSync(path.join(r2, 'lib/modules'), { recursive: true });

@@ -6,10 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildConfig } from '../../core/config.ts';
 import { matrixCommand } from '../../runner/matrix/command.ts';
-import { checkExpectation, loadExpectation } from '../../runner/matrix/expect.ts';
-import { MatrixSchema } from '../../runner/matrix/model.ts';
-import { projectRoot } from '../../vm/cache.ts';
+import { checkExpectation, loadExpectation, MatrixSchema } from '../matrix-expect.ts';
+import { projectRoot } from '../../core/paths.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-matrix-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -23,7 +23,7 @@ describe('npm run matrix in a real VM', () => {
       out.on('data', (d) => (text += d));
       const files = { json: path.join(tmp, 'm.json'), markdown: path.join(tmp, 'm.md'), html: path.join(tmp, 'm.html') };
       const t0 = Date.now();
-      const code = await matrixCommand({ ...files, warm: false, out });
+      const code = await matrixCommand(buildConfig({ warm: false }), { ...files, out });
       const wallMs = Date.now() - t0;
       expect(code, text).toBe(0);
       expect(wallMs).toBeLessThan(600_000);

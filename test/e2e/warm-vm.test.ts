@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fanOut, runLab } from '../../runner/executor.ts';
 import { discoverLabs, loadLab, selectLabs } from '../../runner/labs.ts';
-import { AttachedBackend, readState } from '../../vm/warm.ts';
+import { AttachedBackend, WarmStore } from '../../vm/warm.ts';
 import { cli, fixtures, keeperPids, qemuPids } from './cli-helpers.ts';
 
 // A warm VM of the tests' own, apart from any the developer has up.
@@ -65,8 +65,8 @@ describe('warm VM', () => {
     "a background actor and its children are gone when the lab's run ends, not a moment later",
     async () => {
       // In this process, so the look comes within milliseconds of the teardown (as the soak's does).
-      process.env.LAB_VM_DIR = vmDir;
-      const b = new AttachedBackend(readState()!);
+      const store = new WarmStore(vmDir);
+      const b = new AttachedBackend(store.read()!, store);
       const info = await b.start();
       try {
         const lab = loadLab(selectLabs(discoverLabs(fixtures), ['background'])[0]);
@@ -75,7 +75,6 @@ describe('warm VM', () => {
         expect((await b.exec('pgrep -c -x sleep || true')).stdout.trim()).toBe('0');
       } finally {
         await b.stop();
-        delete process.env.LAB_VM_DIR;
       }
     },
     60_000,

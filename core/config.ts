@@ -1,0 +1,173 @@
+// The run's configuration, built once by the CLI from its flags and the
+// environment, checked here, and passed down as a value. This is the only
+// module that reads the LAB_* environment variables (and XDG_*, CI).
+//
+// User-facing settings (documented in the README and `--help`):
+//   LAB_KERNEL       guest kernel image when no --kernel is given
+//   LAB_ACCEL        auto | kvm | tcg (default auto: probe KVM, else TCG)
+//   LAB_CACHE_DIR    kernels, initramfs images, the KVM verdict (default ~/.cache/sockmap-labs)
+//   LAB_STATE_HOME   where progress is kept (default $XDG_STATE_HOME or ~/.local/state)
+//   LAB_VM_DIR       the warm VM's state folder (default <cache>/vm): a second warm VM
+// Test hooks (for the project's own tests and benchmarks; see TestHooks):
+//   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
+import os from 'node:os';
+import path from 'node:path';
+import { UserError } from './errors.ts';
+import { projectRoot } from './paths.ts';
+
+export const BACKENDS = ['qemu', 'vng', 'host'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+export const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
+export type AccelRequest = (typeof ACCEL_REQUESTS)[number];
+
+/** Where things live on the host. */
+export interface Places {
+  /** Kernels, initramfs images, the KVM probe's verdict. */
+  cacheDir: string;
+  /** The warm VM's state file and lock. */
+  warmDir: string;
+  /** The learner's progress file. */
+  progressFile: string;
+  /** The folder of lab folders. */
+  labsDir: string;
+}
+
+/** How to get a machine for a run. */
+export interface MachineSettings {
+  backend: BackendName;
+  /** Guest kernel images named by --kernel (or LAB_KERNEL); empty: the default kernel. */
+  kernels: string[];
+  /** Where the kernel came from, for messages: the option, the environment, or neither. */
+  kernelSource: 'option' | 'env' | 'default';
+  accel: AccelRequest;
+  memoryMb: number;
+  cpus: number;
+  /** false: never attach to the warm VM. */
+  warm: boolean;
+  /** Multiplies every step timeout; unset: 2 under TCG, else 1 (decided once the accelerator is known). */
+  timeoutScale?: number;
+}
+
+/**
+ * Switches for the project's own tests and benchmarks, kept apart from what
+ * a learner sets. Each exists to reach a path a test must cover.
+ */
+export interface TestHooks {
+  /** LAB_RUN_TAG: names the QEMUs of one test run, so the test finds (and counts) exactly its own. */
+  runTag?: string;
+  /** LAB_SSH_PORT: the first boot forwards this port (a test makes it taken, to see the retry). */
+  sshPort?: number;
+  /** LAB_KERNEL_APPEND: extra kernel command line words (a test breaks the boot with them). */
+  kernelAppend: string[];
+  /** LAB_BOOT_TIMEOUT (seconds): how long a boot may take before it is given up (a test shortens it). */
+  bootTimeoutMs?: number;
+  /** LAB_STEP_AGENT=0: one SSH channel per step instead of the step agent (the fallback, kept tested). */
+  stepAgent: boolean;
+}
+
+export interface Config {
+  machine: MachineSettings;
+  places: Places;
+  hooks: TestHooks;
+  /** Exercises run with their reference solutions. */
+  solutions: boolean;
+  /** CI=…: plain lines, never spinners. */
+  ci: boolean;
+}
+
+/** What the command line may say; every field optional (a command takes only some). */
+export interface Flags {
+  backend?: string;
+  kernel?: string | string[];
+  memory?: string | number;
+  timeoutScale?: string | number;
+  warm?: boolean;
+  solutions?: boolean;
+}
+
+/** The flags a parsed command line gave (commander's option object), as buildConfig takes them. */
+export function flagsFrom(o: Record<string, unknown>): Flags {
+  return {
+    backend: o.backend as string | undefined,
+    kernel: o.kernel as string[] | string | undefined,
+    memory: o.memory as string | undefined,
+    timeoutScale: o.timeoutScale as string | undefined,
+    warm: o.warm as boolean | undefined,
+    solutions: o.solutions as boolean | undefined,
+  };
+}
+
+const MIN_MEMORY_MB = 256;
+const MAX_MEMORY_MB = 64 * 1024;
+
+function oneOf<T extends string>(what: string, value: string, allowed: readonly T[], fix: string): T {
+  const v = value.toLowerCase();
+  const hit = allowed.find((a) => a === v);
+  if (!hit) throw new UserError(`${what} "${value}" is not one of ${allowed.join(', ')}`, fix);
+  return hit;
+}
+
+function wholeNumber(what: string, value: string | number, min: number, max: number, fix: string): number {
+  const n = typeof value === 'number' ? value : /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`${what} must be a whole number from ${min} to ${max}, not "${value}"`, fix);
+  return n;
+}
+
+function positive(what: string, value: string | number, fix: string): number {
+  const n = typeof value === 'number' ? value : /^\s*(\d+\.?\d*|\.\d+)\s*$/.test(value) ? Number(value) : NaN;
+  if (!(n > 0) || !Number.isFinite(n)) throw new UserError(`${what} must be a number above 0, not "${value}"`, fix);
+  return n;
+}
+
+/** The host folders, from the environment (or the XDG defaults). */
+export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
+  const cacheDir = env.LAB_CACHE_DIR
+    ? path.resolve(env.LAB_CACHE_DIR)
+    : path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'sockmap-labs');
+  const stateHome = env.LAB_STATE_HOME || env.XDG_STATE_HOME || path.join(os.homedir(), '.local/state');
+  return {
+    cacheDir,
+    warmDir: env.LAB_VM_DIR ? path.resolve(env.LAB_VM_DIR) : path.join(cacheDir, 'vm'),
+    progressFile: path.join(stateHome, 'sockmap-labs', 'progress.json'),
+    labsDir: env.LABS_DIR ? path.resolve(env.LABS_DIR) : path.join(projectRoot, 'labs'),
+  };
+}
+
+/** The test hooks, from the environment. */
+export function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
+  return {
+    runTag: env.LAB_RUN_TAG || undefined,
+    sshPort: env.LAB_SSH_PORT ? wholeNumber('LAB_SSH_PORT', env.LAB_SSH_PORT, 1, 65535, 'unset LAB_SSH_PORT') : undefined,
+    kernelAppend: (env.LAB_KERNEL_APPEND ?? '').split(/\s+/).filter(Boolean),
+    bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? positive('LAB_BOOT_TIMEOUT (seconds)', env.LAB_BOOT_TIMEOUT, 'unset LAB_BOOT_TIMEOUT') * 1000 : undefined,
+    stepAgent: env.LAB_STEP_AGENT !== '0',
+  };
+}
+
+/**
+ * The whole configuration: flags first, then the environment, then defaults.
+ * Every value is checked here; a bad one is a UserError (exit status 2).
+ */
+export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const help = 'npm run lab -- --help';
+  const backend = oneOf('backend', flags.backend ?? 'qemu', BACKENDS, `use one of: ${BACKENDS.map((b) => `--backend ${b}`).join(', ')}`);
+  const accel = oneOf('LAB_ACCEL', env.LAB_ACCEL ?? 'auto', ACCEL_REQUESTS, 'unset LAB_ACCEL, or set it to auto, kvm or tcg');
+  const named = flags.kernel === undefined ? [] : Array.isArray(flags.kernel) ? flags.kernel : [flags.kernel];
+  const fromEnv = !named.length && !!env.LAB_KERNEL;
+  return {
+    machine: {
+      backend,
+      kernels: named.length ? named : fromEnv ? [env.LAB_KERNEL!] : [],
+      kernelSource: named.length ? 'option' : fromEnv ? 'env' : 'default',
+      accel,
+      memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
+      cpus: Math.min(2, os.cpus().length),
+      warm: flags.warm !== false,
+      timeoutScale: flags.timeoutScale === undefined ? undefined : positive('--timeout-scale', flags.timeoutScale, `e.g. --timeout-scale 2 (${help})`),
+    },
+    places: placesFrom(env),
+    hooks: hooksFrom(env),
+    solutions: !!flags.solutions,
+    ci: !!env.CI,
+  };
+}

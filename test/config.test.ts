@@ -1,0 +1,86 @@
+// The configuration: built once from flags and environment, every value checked
+// where it is built (a bad one is a UserError, which the CLI turns into exit 2).
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildConfig, placesFrom } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { projectRoot } from '../core/paths.ts';
+
+function refused(f: () => unknown): UserError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UserError);
+    return e as UserError;
+  }
+  throw new Error('accepted what it should refuse');
+}
+
+describe('buildConfig', () => {
+  it('defaults: qemu, the default kernel, auto accelerator, 1 GiB, warm allowed, timeouts scaled later', () => {
+    const c = buildConfig({}, {});
+    expect(c.machine).toMatchObject({ backend: 'qemu', kernels: [], kernelSource: 'default', accel: 'auto', memoryMb: 1024, warm: true, timeoutScale: undefined });
+    expect(c.hooks).toEqual({ runTag: undefined, sshPort: undefined, kernelAppend: [], bootTimeoutMs: undefined, stepAgent: true });
+    expect(c.places.labsDir).toBe(path.join(projectRoot, 'labs'));
+  });
+
+  it('--kernel wins over LAB_KERNEL; LAB_KERNEL is used alone, and says where it came from', () => {
+    expect(buildConfig({ kernel: ['/a', '/b'] }, { LAB_KERNEL: '/env' }).machine).toMatchObject({ kernels: ['/a', '/b'], kernelSource: 'option' });
+    expect(buildConfig({}, { LAB_KERNEL: '/env' }).machine).toMatchObject({ kernels: ['/env'], kernelSource: 'env' });
+  });
+
+  it('reads the accelerator from LAB_ACCEL, in any case', () => {
+    expect(buildConfig({}, { LAB_ACCEL: 'TCG' }).machine.accel).toBe('tcg');
+    expect(refused(() => buildConfig({}, { LAB_ACCEL: 'hvf' })).message).toMatch(/LAB_ACCEL "hvf" is not one of auto, kvm, tcg/);
+  });
+
+  it('refuses a backend it does not know', () => {
+    const e = refused(() => buildConfig({ backend: 'xyz' }, {}));
+    expect(e.message).toMatch(/backend "xyz" is not one of qemu, vng, host/);
+    expect(e.fix).toContain('--backend qemu');
+  });
+
+  it.each(['abc', '', '12.5', '-1', '100', '999999', '1e3'])('refuses --memory %j with the range it takes', (m) => {
+    expect(refused(() => buildConfig({ memory: m }, {})).message).toMatch(/--memory \(MiB\) must be a whole number from 256 to 65536/);
+  });
+
+  it('takes --memory as a number of MiB', () => {
+    expect(buildConfig({ memory: '2048' }, {}).machine.memoryMb).toBe(2048);
+  });
+
+  it.each(['0', 'x', '-2', 'Infinity'])('refuses --timeout-scale %j', (t) => {
+    expect(refused(() => buildConfig({ timeoutScale: t }, {})).message).toMatch(/--timeout-scale must be a number above 0/);
+  });
+
+  it('takes a fractional --timeout-scale (tests shrink timeouts with it)', () => {
+    expect(buildConfig({ timeoutScale: '0.002' }, {}).machine.timeoutScale).toBe(0.002);
+  });
+
+  it('keeps the test hooks apart, and checks them too', () => {
+    const c = buildConfig({}, { LAB_RUN_TAG: 't1', LAB_SSH_PORT: '2222', LAB_KERNEL_APPEND: ' a=1  b ', LAB_BOOT_TIMEOUT: '25', LAB_STEP_AGENT: '0' });
+    expect(c.hooks).toEqual({ runTag: 't1', sshPort: 2222, kernelAppend: ['a=1', 'b'], bootTimeoutMs: 25_000, stepAgent: false });
+    expect(refused(() => buildConfig({}, { LAB_SSH_PORT: '70000' })).message).toMatch(/LAB_SSH_PORT/);
+    expect(refused(() => buildConfig({}, { LAB_BOOT_TIMEOUT: 'soon' })).message).toMatch(/LAB_BOOT_TIMEOUT/);
+  });
+
+  it('--no-warm and --solutions come through; CI is noticed', () => {
+    const c = buildConfig({ warm: false, solutions: true }, { CI: 'true' });
+    expect([c.machine.warm, c.solutions, c.ci]).toEqual([false, true, true]);
+  });
+});
+
+describe('placesFrom', () => {
+  it('progress lives in the XDG state folder, or LAB_STATE_HOME', () => {
+    expect(placesFrom({ HOME: '/h', XDG_STATE_HOME: '/x' }).progressFile).toBe('/x/sockmap-labs/progress.json');
+    expect(placesFrom({ LAB_STATE_HOME: '/t', XDG_STATE_HOME: '/x' }).progressFile).toBe('/t/sockmap-labs/progress.json');
+  });
+
+  it('the cache is LAB_CACHE_DIR, else XDG_CACHE_HOME/sockmap-labs; the warm VM lives in it unless LAB_VM_DIR says', () => {
+    expect(placesFrom({ XDG_CACHE_HOME: '/c' })).toMatchObject({ cacheDir: '/c/sockmap-labs', warmDir: '/c/sockmap-labs/vm' });
+    expect(placesFrom({ LAB_CACHE_DIR: '/lc', XDG_CACHE_HOME: '/c', LAB_VM_DIR: '/v' })).toMatchObject({ cacheDir: '/lc', warmDir: '/v' });
+  });
+
+  it('LABS_DIR points at another folder of labs (tests use fixtures)', () => {
+    expect(placesFrom({ LABS_DIR: '/fixtures' }).labsDir).toBe('/fixtures');
+  });
+});

@@ -1,0 +1,248 @@
+// The machine session: everything between a command's configuration and a
+// started backend, in one place, for every command that needs a machine
+// (`lab`, `matrix`, `vm up`, `vm exec`, `shell`).
+//
+//   1. resolve each guest kernel once, and read its config once;
+//   2. decide, per kernel, whether to attach to the warm VM (taking its lock)
+//      or to boot, and run the preflight checks that choice needs;
+//   3. build what the guest runs (make -C bpf);
+//   4. per kernel: build the initramfs, choose the accelerator (KVM probe),
+//      create the backend, start it, hand it over, stop it;
+//   5. always: stop the backend, release the warm VM's lock, and stop on
+//      Ctrl-C or SIGTERM (a second Ctrl-C quits at once).
+import type { Config } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { exitCodeFor } from '../core/exit.ts';
+import { STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import { projectRoot } from '../core/paths.ts';
+import { chooseAccel } from './accel.ts';
+import type { Backend, BackendInfo } from './backend.ts';
+import { buildGuestPrograms } from './build.ts';
+import { HostBackend, readHostConfig } from './host.ts';
+import { ensureInitramfs } from './initramfs.ts';
+import { kernelsDir, type Kernel } from './kernel.ts';
+import { startKeeper } from './keeper.ts';
+import { bootChecks, chooseKernel, kernelChecks, requirePassing, type Check, type KernelChoice } from './preflight.ts';
+import { vmName } from './qemu-args.ts';
+import { freePort, QemuBackend } from './qemu.ts';
+import { connectSsh } from './ssh.ts';
+import { AttachedBackend, WarmStore, type WarmState } from './warm.ts';
+import { VngBackend } from './vng.ts';
+
+/** How the session talks to the person (or CI log) watching. */
+export interface SessionUi {
+  notice(line: string): void;
+  /** Runs `work` while showing `text`: a spinner on a terminal, a plain line otherwise. */
+  progress<T>(text: string, work: () => Promise<T>): Promise<T>;
+  /** The table of failed checks, for the error that stops the run. */
+  formatChecks(failed: Check[]): string;
+  /** What Ctrl-C interrupts, for its notice: 'the step', 'the probe'. */
+  what: string;
+}
+
+/** A started machine, for the work done on it. */
+export interface Machine {
+  backend: Backend;
+  /** What really runs: the kernel release and the accelerator in use. */
+  info: BackendInfo;
+  /** The kernel's build config, when known. */
+  config?: Map<string, string>;
+  /** Fires on Ctrl-C or SIGTERM. */
+  signal: AbortSignal;
+}
+
+/** Default time from QEMU's start to the guest's sshd (a test hook shortens it). */
+const BOOT_TIMEOUT_MS = 180_000;
+
+export const warmStore = (cfg: Config) => new WarmStore(cfg.places.warmDir);
+
+/** The kernel a command would use for `image` (a --kernel path), or the default one. */
+export function kernelChoice(cfg: Config, image?: string): KernelChoice {
+  return chooseKernel({ image, source: cfg.machine.kernelSource === 'env' ? 'env' : 'option', kernelsDir: kernelsDir(cfg.places.cacheDir) });
+}
+
+/** Ctrl-C and SIGTERM abort the session's signal; a second Ctrl-C exits at once. */
+function catchSignals(ui: Pick<SessionUi, 'notice' | 'what'>) {
+  const controller = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
+    if (interrupted) process.exit(exitCodeFor(interrupted));
+    interrupted = sig;
+    ui.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping ${ui.what} and the VM (press Ctrl-C again to quit at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    interrupted: () => interrupted,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/**
+ * A booted VM's backend: the initramfs built (or cached), the accelerator
+ * chosen by the same probe for every backend that boots, the backend made.
+ */
+export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: string) => void, o: { backend?: 'qemu' | 'vng'; persistent?: boolean } = {}): Promise<Backend & { start(signal?: AbortSignal): Promise<BackendInfo> }> {
+  const { machine, hooks, places } = cfg;
+  const initrd = await ensureInitramfs(kernel, places.cacheDir);
+  if (initrd.built) log(`built the initramfs for kernel ${kernel.release}`);
+  const accel = await chooseAccel(kernel, initrd.path, machine.accel, places.cacheDir);
+  if (accel.notice) log(accel.notice);
+  if ((o.backend ?? machine.backend) === 'vng') {
+    const agent = hooks.stepAgent ? stepAgentPath(`${projectRoot}/build`) : undefined;
+    return new VngBackend({
+      kernel: kernel.image,
+      sshPort: hooks.sshPort ?? (await freePort()),
+      accel: accel.accel,
+      memoryMb: machine.memoryMb,
+      cpus: machine.cpus,
+      projectDir: projectRoot,
+      bootTimeoutMs: hooks.bootTimeoutMs,
+      connectSsh: (c) =>
+        connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: STEP_PID_DIR, agent } }),
+    });
+  }
+  return new QemuBackend({
+    kernel,
+    initramfs: initrd.path,
+    accel: accel.accel,
+    memoryMb: machine.memoryMb,
+    cpus: machine.cpus,
+    bootTimeoutMs: hooks.bootTimeoutMs ?? BOOT_TIMEOUT_MS,
+    name: vmName(hooks.runTag),
+    sshPort: hooks.sshPort,
+    kernelAppend: hooks.kernelAppend,
+    stepAgent: hooks.stepAgent,
+    persistent: o.persistent,
+    log,
+  });
+}
+
+/** One machine of a run: a kernel (none for the host backend), and the warm VM when it attaches. */
+interface Plan {
+  choice: KernelChoice;
+  warm?: WarmState;
+}
+
+/**
+ * One machine per kernel (one, the default, when none is named): the checks,
+ * the build, then for each kernel boot (or attach), `each`, stop. Returns the
+ * signal that interrupted, if any. `each` returns 'stop' to skip the rest.
+ */
+export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machine) => Promise<'stop' | void>): Promise<NodeJS.Signals | undefined> {
+  const { backend: kind } = cfg.machine;
+  const signals = catchSignals(ui);
+  const store = warmStore(cfg);
+  let locked = false;
+  let backend: Backend | undefined;
+  try {
+    // Kernels resolved once; the warm VM taken (locked) by the first plan whose kernel it runs.
+    const images: (string | undefined)[] = cfg.machine.kernels.length ? cfg.machine.kernels : [undefined];
+    const plans: Plan[] = kind === 'host' ? [{ choice: { config: readHostConfig() } }] : images.map((image) => ({ choice: kernelChoice(cfg, image) }));
+    const warm = kind === 'qemu' && cfg.machine.warm ? store.read() : undefined;
+    const match = warm && warm.projectRoot === projectRoot ? plans.find((p) => p.choice.kernel?.image === warm.kernelImage) : undefined;
+    if (match) {
+      if (store.tryLock()) {
+        locked = true;
+        match.warm = warm;
+      } else ui.notice('the warm VM is busy with another run: booting a throw-away VM for this one');
+    }
+    // A miss stops here, with its fix, before anything is built or booted
+    // (a run that attaches to the warm VM boots nothing: it needs no QEMU checks).
+    if (kind !== 'host') {
+      const checks = plans.flatMap((p) => kernelChecks(p.choice));
+      if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir)));
+      requirePassing(checks, ui.formatChecks);
+    }
+    await buildGuestPrograms(ui.notice, signals.signal);
+    for (const plan of plans) {
+      if (signals.signal.aborted) break;
+      const kernel = plan.choice.kernel;
+      if (plan.warm) ui.notice(`using the warm VM (qemu pid ${plan.warm.pid}); stop it with: npm run vm -- down`);
+      const t0 = Date.now();
+      const info = await ui.progress(`starting ${kind} with ${kernel ? `kernel ${kernel.release}` : 'the host kernel'}…`, async () => {
+        backend = plan.warm
+          ? new AttachedBackend(plan.warm, store, cfg.hooks.stepAgent)
+          : kernel
+            ? await bootBackend(cfg, kernel, ui.notice)
+            : new HostBackend();
+        return backend.start(signals.signal);
+      });
+      ui.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
+      const next = await each({ backend: backend!, info, config: plan.choice.config, signal: signals.signal });
+      const done = backend!;
+      backend = undefined;
+      await done.stop();
+      if (next === 'stop') break;
+    }
+  } catch (e) {
+    // Interrupted while building or booting: the signal, not the error it caused, is the story.
+    if (!signals.interrupted()) throw e;
+  } finally {
+    await backend?.stop();
+    if (locked) store.unlock();
+    signals.dispose();
+  }
+  return signals.interrupted();
+}
+
+/**
+ * `vm up`: boots a VM that stays up after this process, records it, and starts
+ * its keeper. Returns the warm VM (the one already up, if any), or the signal
+ * that interrupted the boot (the half-booted VM is gone then).
+ */
+export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: WarmState; interrupted?: undefined } | { interrupted: NodeJS.Signals }> {
+  const store = warmStore(cfg);
+  const existing = store.read();
+  if (existing) return { state: existing };
+  const choice = kernelChoice(cfg, cfg.machine.kernels[0]);
+  requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir))], ui.formatChecks);
+  const kernel = choice.kernel!;
+  const signals = catchSignals({ ...ui, what: 'the boot' });
+  let vm: QemuBackend | undefined;
+  try {
+    await buildGuestPrograms(ui.notice, signals.signal);
+    await ui.progress(`booting a warm VM with kernel ${kernel.release}…`, async () => {
+      vm = (await bootBackend(cfg, kernel, ui.notice, { backend: 'qemu', persistent: true })) as QemuBackend;
+      await vm.start(signals.signal);
+    });
+  } catch (e) {
+    await vm?.stop();
+    const sig = signals.interrupted();
+    if (sig) return { interrupted: sig };
+    throw e;
+  } finally {
+    signals.dispose();
+  }
+  const state: WarmState = { ...vm!.handle!, startedAt: new Date().toISOString(), projectRoot };
+  store.write(state);
+  vm!.detach();
+  const keeper = await startKeeper(store, state);
+  if (keeper.pid) store.write({ ...state, keeperPid: keeper.pid });
+  else ui.notice(`the warm VM's keeper did not start (${keeper.problem}); runs will connect over SSH, ~0.5 s slower each`);
+  return { state: store.read() ?? state };
+}
+
+/** Runs `use` on the warm VM (`vm exec`, `shell`), holding its lock meanwhile; a clear error when there is none. */
+export async function withWarmVm<T>(cfg: Config, use: (b: Backend) => Promise<T>): Promise<T> {
+  const store = warmStore(cfg);
+  const s = store.read();
+  if (!s) throw new UserError('no warm VM is up', 'npm run vm -- up');
+  if (s.projectRoot !== projectRoot) throw new UserError(`the warm VM shares another checkout (${s.projectRoot})`, 'npm run vm -- down');
+  if (!store.tryLock()) throw new UserError('the warm VM is busy with another run', 'wait for it, or: npm run vm -- down');
+  const b = new AttachedBackend(s, store, cfg.hooks.stepAgent);
+  try {
+    await b.start();
+    return await use(b);
+  } finally {
+    await b.stop();
+    store.unlock();
+  }
+}
+
