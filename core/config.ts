@@ -17,7 +17,7 @@ import { projectRoot } from './paths.ts';
 
 export const BACKENDS = ['qemu', 'vng', 'host'] as const;
 export type BackendName = (typeof BACKENDS)[number];
-export const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
+const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
 export type AccelRequest = (typeof ACCEL_REQUESTS)[number];
 
 /** Where things live on the host. */
@@ -33,7 +33,7 @@ export interface Places {
 }
 
 /** How to get a machine for a run. */
-export interface MachineSettings {
+interface MachineSettings {
   backend: BackendName;
   /** Guest kernel images named by --kernel (or LAB_KERNEL); empty: the default kernel. */
   kernels: string[];
@@ -52,7 +52,7 @@ export interface MachineSettings {
  * Switches for the project's own tests and benchmarks, kept apart from what
  * a learner sets. Each exists to reach a path a test must cover.
  */
-export interface TestHooks {
+interface TestHooks {
   /** LAB_RUN_TAG: names the QEMUs of one test run, so the test finds (and counts) exactly its own. */
   runTag?: string;
   /** LAB_SSH_PORT: the first boot forwards this port (a test makes it taken, to see the retry). */
@@ -76,7 +76,7 @@ export interface Config {
 }
 
 /** What the command line may say; every field optional (a command takes only some). */
-export interface Flags {
+interface Flags {
   backend?: string;
   kernel?: string | string[];
   memory?: string | number;
@@ -134,7 +134,7 @@ export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
 }
 
 /** The test hooks, from the environment. */
-export function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
+function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
   return {
     runTag: env.LAB_RUN_TAG || undefined,
     sshPort: env.LAB_SSH_PORT ? wholeNumber('LAB_SSH_PORT', env.LAB_SSH_PORT, 1, 65535, 'unset LAB_SSH_PORT') : undefined,

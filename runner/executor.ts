@@ -11,7 +11,7 @@ import { evaluate, type CheckResult } from './checks.ts';
 import type { LabSpec, Step } from './lab-schema.ts';
 import type { LoadedLab } from './labs.ts';
 
-export type Status = 'passed' | 'failed' | 'skipped';
+type Status = 'passed' | 'failed' | 'skipped';
 
 export interface StepResult {
   title: string;
@@ -103,7 +103,7 @@ export interface RunContext {
 export const SKIPPED_BY_YOU = 'skipped by you';
 export const QUIT_BY_YOU = 'you quit';
 
-export const DEFAULT_STEP_TIMEOUT_S = 60;
+const DEFAULT_STEP_TIMEOUT_S = 60;
 /** How long a lab's cleanup may go on after Ctrl-C. */
 const TEARDOWN_GRACE_MS = 10_000;
 
@@ -120,7 +120,7 @@ function bpfCflags(): string {
 }
 
 /** Environment every step sees; the names are documented in docs/authoring.md. */
-export function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Record<string, string> {
+function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Record<string, string> {
   const p = backend.paths;
   // The lab's folder as the guest sees it (labs may live outside labs/, e.g. test fixtures).
   const rel = path.relative(projectRoot, lab.dir);
@@ -138,7 +138,7 @@ export function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Rec
 }
 
 /** Why this kernel cannot run the lab (or step), or undefined when it can. */
-export function unmetNeeds(needs: LabSpec['needs'], ctx: Pick<RunContext, 'kernelRelease' | 'kernelConfig'>): string | undefined {
+function unmetNeeds(needs: LabSpec['needs'], ctx: Pick<RunContext, 'kernelRelease' | 'kernelConfig'>): string | undefined {
   if (!needs) return undefined;
   if (needs.kernel && compareVersions(ctx.kernelRelease, needs.kernel) < 0)
     return `needs kernel ${needs.kernel} or newer; this one is ${ctx.kernelRelease}`;

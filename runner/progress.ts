@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LabResult } from './executor.ts';
 
-export interface LabProgress {
+interface LabProgress {
   status: 'passed' | 'failed' | 'skipped';
   /** Steps passed / steps in the lab, at the last run. */
   passedSteps: number;

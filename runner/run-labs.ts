@@ -18,7 +18,7 @@ import { TerminalReporter } from './reporters/terminal.ts';
 import { askStep } from './step-prompt.ts';
 import { colorWanted, loadOra, paint, spinner } from './style.ts';
 
-export interface RunOptions {
+interface RunOptions {
   labs: string[];
   reporters?: string[];
   output?: string;
@@ -30,7 +30,7 @@ export interface RunOptions {
 }
 
 /** A reporter named on the command line: human, junit[=FILE], json[=FILE], markdown[=FILE], html[=FILE], github. */
-export interface ReporterSpec {
+interface ReporterSpec {
   name: (typeof REPORTERS)[number];
   file?: string;
 }

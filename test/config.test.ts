@@ -3,18 +3,8 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildConfig, placesFrom } from '../core/config.ts';
-import { UserError } from '../core/errors.ts';
 import { projectRoot } from '../core/paths.ts';
-
-function refused(f: () => unknown): UserError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('accepted what it should refuse');
-}
+import { userErrorOf as refused } from './user-error.ts';
 
 describe('buildConfig', () => {
   it('defaults: qemu, the default kernel, auto accelerator, 1 GiB, warm allowed, timeouts scaled later', () => {

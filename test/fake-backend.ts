@@ -17,9 +17,9 @@ export type Reply =
   | { throw: Error };
 
 /** Answers a command; undefined means "exit 0, no output" (setup, teardown, anything unscripted). */
-export type Script = (command: string, opts: ExecOptions, call: number) => Reply | undefined;
+type Script = (command: string, opts: ExecOptions, call: number) => Reply | undefined;
 
-export interface ExecCall {
+interface ExecCall {
   command: string;
   env: Record<string, string> | undefined;
   timeoutMs: number | undefined;

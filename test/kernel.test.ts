@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { kernelChoice } from '../vm/session.ts';
+import { userErrorOf } from './user-error.ts';
 import {
   BASE_CONFIG,
   bootKernels,
@@ -43,16 +44,6 @@ function kernelTree(root: string, release: string, o: { modules?: boolean; confi
   return image;
 }
 
-/** The UserError `fn` throws. */
-function userErrorOf(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
 
 let tmp: string;
 beforeAll(() => {

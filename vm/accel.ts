@@ -11,7 +11,7 @@ import { buildQemuArgs, type Accel } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import type { Kernel } from './kernel.ts';
 
-export interface AccelChoice {
+interface AccelChoice {
   accel: Accel;
   /** One line for the user when we fell back, or why we chose what we chose. */
   notice?: string;
@@ -36,7 +36,7 @@ function probeKey(kernel: Kernel) {
 }
 
 /** Boots the guest kernel once with KVM; true when it reaches init. */
-export async function probeKvm(kernel: Kernel, initramfs: string): Promise<boolean> {
+async function probeKvm(kernel: Kernel, initramfs: string): Promise<boolean> {
   const log = path.join(os.tmpdir(), `sockmap-labs-kvm-probe-${process.pid}.log`);
   const q = new QemuProcess(
     buildQemuArgs({ kernelImage: kernel.image, kernelRelease: kernel.release, initramfs, accel: 'kvm', memoryMb: 256, cpus: 1, shares: {}, append: ['sml.probe=1'] }),

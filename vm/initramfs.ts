@@ -13,7 +13,7 @@ import type { Kernel } from './kernel.ts';
 /** Modules the init script loads, in this order (their dependencies are added first; built-in ones are left out: virtio_pci is built into Debian's 6.12, a module in its 6.1). */
 export const BOOT_MODULES = ['virtio_pci', 'netfs', '9pnet', '9pnet_virtio', '9p', 'overlay', 'virtio_net'];
 
-export const INIT_SCRIPT = path.join(projectRoot, 'vm/guest/init');
+const INIT_SCRIPT = path.join(projectRoot, 'vm/guest/init');
 
 const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 
@@ -28,7 +28,7 @@ export function findStaticBusybox(candidates = BUSYBOX_CANDIDATES): string {
   throw new UserError('no static busybox found (the VM initramfs needs one)', 'sudo apt-get install -y busybox-static');
 }
 
-export interface ModuleFile {
+interface ModuleFile {
   name: string;
   /** Path of the (maybe compressed) .ko on the host. */
   file: string;
@@ -73,7 +73,7 @@ function decompressCommand(file: string): string[] {
   return ['cat'];
 }
 
-export function initramfsKey(kernel: Kernel, busybox: string, modules: ModuleFile[]): string {
+function initramfsKey(kernel: Kernel, busybox: string, modules: ModuleFile[]): string {
   const h = crypto.createHash('sha256');
   h.update(kernel.release);
   h.update(fs.readFileSync(busybox));

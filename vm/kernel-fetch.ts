@@ -14,7 +14,7 @@ export const DEFAULT_KERNEL_PACKAGE = 'linux-image-6.12-amd64';
  * Follows a meta package (linux-image-6.12-amd64) to the versioned package that
  * holds the image (linux-image-6.12.117+deb12-amd64).
  */
-export async function resolveImagePackage(pkg: string): Promise<string> {
+async function resolveImagePackage(pkg: string): Promise<string> {
   const { $ } = await import('zx'); // loaded only when needed: it takes ~0.3 s
   for (let hops = 0; hops < 4; hops++) {
     if (/^linux-image-\d+\.\d+\.\d+/.test(pkg)) return pkg;

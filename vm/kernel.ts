@@ -151,7 +151,7 @@ export function bootKernels(bootDir = '/boot', libModules = '/lib/modules'): str
     .map((f) => path.join(bootDir, f));
 }
 
-export interface ResolveOptions {
+interface ResolveOptions {
   /** A kernel image named by the user (--kernel, or LAB_KERNEL: `source` tells which). */
   explicit?: string;
   source?: 'option' | 'env';

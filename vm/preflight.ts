@@ -12,7 +12,7 @@ import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
 import { QEMU_TOOLS, type Tool } from './tools.ts';
 
-export type Level = 'ok' | 'warn' | 'fail';
+type Level = 'ok' | 'warn' | 'fail';
 
 export interface Check {
   name: string;
@@ -58,7 +58,7 @@ export function kernelChecks(c: KernelChoice): Check[] {
   const missing = missingConfig(c.config, BASE_CONFIG);
   checks.push(
     missing.length
-      ? { name: 'kernel config', level: 'fail', detail: `${k.release} lacks options every lab needs: ${missing.map((m) => `CONFIG_${m}`).join(', ')}`, fix: `use the default kernel: ${FETCH_KERNEL_FIX}   (Debian's 6.12 has them all)` }
+      ? { name: 'kernel config', level: 'fail', detail: `lacks ${missing.map((m) => `CONFIG_${m}`).join(', ')}, which every lab needs`, fix: `use the default kernel: ${FETCH_KERNEL_FIX}   (Debian's 6.12 has them all)` }
       : { name: 'kernel config', level: 'ok', detail: `${BASE_CONFIG.length} required options present` },
   );
   return checks;

@@ -19,7 +19,7 @@ process.once('exit', () => {
 });
 
 /** Drops terminal escape sequences and carriage returns (the firmware clears the screen). */
-export function stripControl(s: string): string {
+function stripControl(s: string): string {
   // eslint-disable-next-line no-control-regex
   return s.replace(/\x1b(\[[0-9;?]*[A-Za-z]|[a-zA-Z])/g, '').replace(/\r/g, '');
 }

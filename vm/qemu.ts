@@ -22,7 +22,7 @@ const GUEST_VM_DIR = '/run/sockmap-labs/vm';
 /** The console signature of TCG's text-patching race: an int3 oops before init is up. */
 export const TCG_PATCH_RACE = /Oops: int3\b/;
 
-export interface QemuOptions {
+interface QemuOptions {
   kernel: Kernel;
   /** The initramfs to boot (vm/initramfs.ts). */
   initramfs: string;
@@ -59,7 +59,7 @@ export interface VmHandle {
   accel: Accel;
 }
 
-export function sshdConfig(): string {
+function sshdConfig(): string {
   return [
     'Port 22',
     'ListenAddress 0.0.0.0',

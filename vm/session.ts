@@ -41,7 +41,7 @@ export interface SessionUi {
 }
 
 /** A started machine, for the work done on it. */
-export interface Machine {
+interface Machine {
   backend: Backend;
   /** What really runs: the kernel release and the accelerator in use. */
   info: BackendInfo;

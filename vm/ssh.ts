@@ -8,7 +8,7 @@ import { StepAgent } from './step-agent.ts';
 import { shq } from '../core/shell.ts';
 import { wrapStep, killStepCommand, type StepWrapping } from './step-wrapper.ts';
 
-export interface SshConnectOptions {
+interface SshConnectOptions {
   host: string;
   port: number;
   username: string;

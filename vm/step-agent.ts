@@ -30,7 +30,7 @@ export function frame(type: string, id: number, payload: Buffer = Buffer.alloc(0
 }
 
 /** argv for one step: bash with the lab's environment, the command evaluated as `bash -c` would. */
-export function stepArgv(command: string, env?: Record<string, string>): string[] {
+function stepArgv(command: string, env?: Record<string, string>): string[] {
   return ['bash', '-c', `${exportsFor(env)} ${EVAL_STEP}`, 'bash', command];
 }
 

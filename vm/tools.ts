@@ -28,7 +28,7 @@ export const LAB_TOOLS: Tool[] = [
   { bin: 'ip', pkg: 'iproute2', why: 'network namespaces and veth pairs' },
 ];
 
-export function missingTools(tools: Tool[], envPath?: string): Tool[] {
+function missingTools(tools: Tool[], envPath?: string): Tool[] {
   return tools.filter((t) => !which(t.bin, envPath));
 }
 

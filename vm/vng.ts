@@ -37,14 +37,14 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../core/errors.ts';
 import { sharedCheckoutPaths, STEP_PID_DIR, type GuestPaths } from '../core/guest.ts';
-import { signalGroup } from '../core/process-group.ts';
+import { signalGroup, stopGroup } from '../core/process-group.ts';
 import { which } from '../core/which.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 
 // ---------------------------------------------------------------------------
 // The SSH transport (implemented in vm/ssh.ts). Only its shape matters here.
 
-export interface SshTransportLike {
+interface SshTransportLike {
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   shell(): Promise<number>;
   close(): void;
@@ -153,12 +153,12 @@ export interface HostLookup {
 // so look there as well as on the user's PATH.
 const GUEST_PATH_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
-export const realHost: HostLookup = {
+const realHost: HostLookup = {
   which: (name) => which(name),
   exists: (p) => fs.existsSync(p),
 };
 
-export const INSTALL_VNG_FIX = 'pipx install virtme-ng   (or: pip install virtme-ng)';
+const INSTALL_VNG_FIX = 'pipx install virtme-ng   (or: pip install virtme-ng)';
 
 /** Throws a UserError naming what is missing and how to install it; returns the path of `vng`. */
 export function checkVngHost(host: HostLookup = realHost, vngName = 'vng'): string {
@@ -238,7 +238,7 @@ function tail(file: string, lines = 30): string {
 // ---------------------------------------------------------------------------
 // The backend
 
-export interface VngBackendOptions extends VngCommandOptions {
+interface VngBackendOptions extends VngCommandOptions {
   /** Opens the SSH session once the guest's sshd answers (vm/ssh.ts). */
   connectSsh: ConnectSsh;
   /** How long to wait for the guest's sshd; default 90 s with KVM, 300 s with TCG. */
@@ -413,11 +413,7 @@ export class VngBackend implements Backend {
     if (child) {
       // SIGTERM to the group; QEMU, virtiofsd and vng's Python all exit on it.
       // Whatever is still there after KILL_GRACE_MS gets SIGKILL.
-      if (this.killGroup('SIGTERM')) {
-        const until = Date.now() + KILL_GRACE_MS;
-        while (Date.now() < until && this.killGroup(0)) await sleep(100);
-        if (this.killGroup(0)) this.killGroup('SIGKILL');
-      }
+      if (child.pid) await stopGroup(child.pid, KILL_GRACE_MS);
       if (child.exitCode === null && child.signalCode === null) await Promise.race([this.exited, sleep(1000)]);
       child.stdin?.destroy();
       this.child = undefined;
