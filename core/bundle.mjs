@@ -43,6 +43,8 @@ export async function freshBundle(name, entry) {
   const built = fs.statSync(bundle, { throwIfNoEntry: false })?.mtimeMs ?? -1;
   if (built >= newestSource(root)) return bundle;
   const { build } = await import('esbuild');
+  // Stamped with the time the build started: a source saved while it ran is newer, and rebuilds next time.
+  const started = new Date();
   // Written beside and renamed: two runs starting at once never read half a file.
   const tmp = `${bundle}.${process.pid}.tmp`;
   await build({
@@ -60,6 +62,7 @@ export async function freshBundle(name, entry) {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'error',
   });
+  fs.utimesSync(tmp, started, started);
   fs.renameSync(tmp, bundle);
   return bundle;
 }

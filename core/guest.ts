@@ -27,8 +27,11 @@ export function sharedCheckoutPaths(project: string, state: string): GuestPaths 
 /** Where a guest keeps the pid files of steps run over one SSH channel each. */
 export const STEP_PID_DIR = '/run/sockmap-labs/steps';
 
+/** Where a guest mounts its bpffs. */
+export const BPFFS = '/sys/fs/bpf';
+
 /** Where lab programs pin their maps (a lab's own folder below it). */
-export const PIN_ROOT = '/sys/fs/bpf/sockmap-labs';
+export const PIN_ROOT = `${BPFFS}/sockmap-labs`;
 
 /** The step agent (vm/guest/step-agent.c), as built into build/bin (`build`: GuestPaths.build). */
 export const stepAgentPath = (build: string) => `${build}/bin/step-agent`;

@@ -130,6 +130,7 @@ kernels
 const vm = program.command('vm').description('a warm VM that stays up between runs: up, down, status, exec');
 vm.command('up')
   .description('boot a VM that stays up; lab runs then attach to it instead of booting')
+  .addOption(new Option('-b, --backend <name>', 'the warm VM is a qemu VM; vng and host are refused, with the reason').choices(BACKENDS).default('qemu'))
   .option('-k, --kernel <path>', 'guest kernel image')
   .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
   .action(async (o) => {
@@ -171,6 +172,7 @@ program
   .command('doctor')
   .description('check everything the labs need, with the exact fix for each miss')
   .option('-k, --kernel <path>', 'check this guest kernel instead of the default one')
+  .addOption(new Option('-b, --backend <name>', 'check for this backend: vng adds virtme-ng and what its guest takes from the host; host checks the host kernel the steps would run on').choices(BACKENDS).default('qemu'))
   .addHelpText('after', '\nExit status: 0 when nothing is missing (warnings allowed), 1 otherwise.')
   .action(async (o) => {
     const out = paint(colorWanted());

@@ -11,6 +11,7 @@ import { chooseAccel, kvmDeviceUsable } from './accel.ts';
 import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
 import { QEMU_TOOLS, type Tool } from './tools.ts';
+import { checkVngHost } from './vng.ts';
 
 type Level = 'ok' | 'warn' | 'fail';
 
@@ -97,6 +98,16 @@ export async function bootChecks(cacheDir: string): Promise<Check[]> {
   }
   checks.push(await portCheck(), diskCheck(cacheDir));
   return checks;
+}
+
+/** virtme-ng and what its guest takes from the host (sshd, busybox, udev), for --backend vng. */
+export function vngCheck(): Check {
+  try {
+    return { name: 'vng', level: 'ok', detail: checkVngHost() };
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return { name: 'vng', level: 'fail', detail: e.message, fix: e.fix };
+  }
 }
 
 /**

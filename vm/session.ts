@@ -22,7 +22,7 @@ import { HostBackend, readHostConfig } from './host.ts';
 import { ensureInitramfs } from './initramfs.ts';
 import { kernelsDir, type Kernel } from './kernel.ts';
 import { startKeeper } from './keeper.ts';
-import { bootChecks, chooseKernel, kernelChecks, requirePassing, type Check, type KernelChoice } from './preflight.ts';
+import { bootChecks, chooseKernel, kernelChecks, requirePassing, vngCheck, type Check, type KernelChoice } from './preflight.ts';
 import { vmName } from './qemu-args.ts';
 import { freePort, QemuBackend } from './qemu.ts';
 import { connectSsh } from './ssh.ts';
@@ -103,6 +103,7 @@ export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: strin
       memoryMb: machine.memoryMb,
       cpus: machine.cpus,
       projectDir: projectRoot,
+      name: vmName(hooks.runTag),
       bootTimeoutMs: hooks.bootTimeoutMs,
       connectSsh: (c) =>
         connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: STEP_PID_DIR, agent } }),
@@ -158,6 +159,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
     if (kind !== 'host') {
       const checks = plans.flatMap((p) => kernelChecks(p.choice));
       if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir)));
+      if (kind === 'vng') checks.push(vngCheck());
       requirePassing(checks, ui.formatChecks);
     }
     await buildGuestPrograms(ui.notice, signals.signal);
@@ -171,7 +173,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
           ? new AttachedBackend(plan.warm, store, cfg.hooks.stepAgent)
           : kernel
             ? await bootBackend(cfg, kernel, ui.notice)
-            : new HostBackend();
+            : new HostBackend({ runTag: cfg.hooks.runTag });
         return backend.start(signals.signal);
       });
       ui.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
@@ -198,6 +200,11 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
  * that interrupted the boot (the half-booted VM is gone then).
  */
 export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: WarmState; interrupted?: undefined } | { interrupted: NodeJS.Signals }> {
+  if (cfg.machine.backend !== 'qemu')
+    throw new UserError(
+      `the warm VM runs on the qemu backend only: ${cfg.machine.backend === 'vng' ? "a vng guest is vng's own (its init, its SSH keys), which the warm VM's keeper cannot hold" : 'the host backend has no VM to keep'}`,
+      `npm run vm -- up   (the qemu backend); runs with --backend ${cfg.machine.backend} boot their own machine each time`,
+    );
   const store = warmStore(cfg);
   const existing = store.read();
   if (existing) return { state: existing };

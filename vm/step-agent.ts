@@ -31,7 +31,10 @@ export function frame(type: string, id: number, payload: Buffer = Buffer.alloc(0
 
 /** argv for one step: bash with the lab's environment, the command evaluated as `bash -c` would. */
 function stepArgv(command: string, env?: Record<string, string>): string[] {
-  return ['bash', '-c', `${exportsFor(env)} ${EVAL_STEP}`, 'bash', command];
+  // A bash that sees SSH_CLIENT reads ~/.bashrc even with -c. Where the guest
+  // shares the host's /root (vng), the user's rc file would speak into a step's
+  // output (and cost seconds): --norc for this bash, no SSH_* for any it starts.
+  return ['bash', '--norc', '-c', `unset SSH_CLIENT SSH2_CLIENT SSH_CONNECTION; ${exportsFor(env)} ${EVAL_STEP}`, 'bash', command];
 }
 
 export class StepAgent {

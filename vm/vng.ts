@@ -36,7 +36,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../core/errors.ts';
-import { sharedCheckoutPaths, STEP_PID_DIR, type GuestPaths } from '../core/guest.ts';
+import { BPFFS, sharedCheckoutPaths, STEP_PID_DIR, type GuestPaths } from '../core/guest.ts';
 import { signalGroup, stopGroup } from '../core/process-group.ts';
 import { which } from '../core/which.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
@@ -81,12 +81,12 @@ export interface VngCommandOptions {
   force9p?: boolean;
   /** Show the boot messages on the console (vng --verbose). */
   verbose?: boolean;
+  /** Guest hostname and QEMU -name (qemu-args.ts vmName; a test's run tag tells its VMs apart). */
+  name?: string;
   /** The vng executable; default 'vng' (looked up on PATH). */
   vngPath?: string;
 }
 
-/** Guest hostname and QEMU -name. */
-const GUEST_NAME = 'sockmap-labs';
 
 // Characters that survive vng's unquoted shell command line unchanged.
 const SHELL_SAFE_PATH = /^[A-Za-z0-9_+\/.,:@%=-]+$/;
@@ -121,7 +121,7 @@ export function buildVngCommand(opts: VngCommandOptions): { cmd: string; args: s
     // An absolute path, so vng never mistakes it for an upstream tag like v6.6.
     // `=` because --run takes an optional value.
     `--run=${kernel}`,
-    '--name', GUEST_NAME,
+    '--name', opts.name ?? 'sockmap-labs',
     '--user', 'root',
     '--cwd', projectDir,
     // SSH over a TCP port forward on 127.0.0.1 (not vsock).
@@ -158,7 +158,7 @@ const realHost: HostLookup = {
   exists: (p) => fs.existsSync(p),
 };
 
-const INSTALL_VNG_FIX = 'pipx install virtme-ng   (or: pip install virtme-ng)';
+const INSTALL_VNG_FIX = 'pip install virtme-ng   (or pipx install virtme-ng, or your distribution\'s virtme-ng package)';
 
 /** Throws a UserError naming what is missing and how to install it; returns the path of `vng`. */
 export function checkVngHost(host: HostLookup = realHost, vngName = 'vng'): string {
@@ -182,8 +182,18 @@ export function checkVngHost(host: HostLookup = realHost, vngName = 'vng'): stri
       '--backend vng needs busybox on the host: the guest runs its udhcpc to get the address SSH is forwarded to',
       'sudo apt-get install busybox-static',
     );
+  // Debian's kernels build virtio_net as a module; the guest loads it only through
+  // udev's coldplug, run with the host's udevd. Without it the guest has no
+  // network device, never gets the address SSH is forwarded to, and boots to nothing.
+  if (!UDEVD.some((p) => host.exists(p)) && !host.which('udevd'))
+    throw new UserError(
+      "--backend vng needs udev on the host: the guest loads its network driver with the host's udevd, and without it SSH never comes up",
+      'sudo apt-get install udev',
+    );
   return vng;
 }
+
+const UDEVD = ['/usr/lib/systemd/systemd-udevd', '/lib/systemd/systemd-udevd'];
 
 function findOnPathWith(host: HostLookup, name: string, dirs: string): boolean {
   return dirs.split(path.delimiter).some((d) => host.exists(path.join(d, name)));
@@ -335,7 +345,9 @@ export class VngBackend implements Backend {
       const uname = await this.transport.exec('uname -r', { timeoutMs: 30_000, signal });
       if (uname.code !== 0) throw new Error(`\`uname -r\` failed in the vng guest: ${uname.stderr.trim()}`);
       // /run is a tmpfs in the guest: a fresh, writable state folder every boot.
-      await this.transport.exec(`mkdir -p ${this.paths.state} ${STEP_PID_DIR}`, { timeoutMs: 30_000, signal });
+      // vng mounts no bpffs: the labs pin their maps in one, as in our own guest.
+      const prep = await this.transport.exec(`mkdir -p ${this.paths.state} ${STEP_PID_DIR} && { mountpoint -q ${BPFFS} || mount -t bpf bpf ${BPFFS}; }`, { timeoutMs: 30_000, signal });
+      if (prep.code !== 0) throw new Error(`the vng guest could not be prepared for the labs: ${prep.stderr.trim()}`);
 
       return {
         backend: 'vng',
