@@ -6,11 +6,13 @@
 //   lab 01     every step of lab 01 on a warm VM, checks included
 //   re-run     lab 01 cold (boot + lab + stop) against warm (attach + lab + detach)
 //   cli        the same as a learner types it, `npm run lab 1 -- --quiet`, with and
-//              without a warm VM (adds npm, Node start, module loading, checks, make)
+//              without a warm VM (adds npm, Node start, module loading, checks, make),
+//              and cold with `--backend vng` when vng is on PATH
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildConfig } from '../core/config.ts';
+import { which } from '../core/which.ts';
 import { chooseAccel } from '../vm/accel.ts';
 import type { Backend } from '../vm/backend.ts';
 import { buildGuestPrograms } from '../vm/build.ts';
@@ -120,6 +122,8 @@ function cliLab(extra: string[]): number {
   return Date.now() - t;
 }
 for (let i = 0; i < runs; i++) cliCold.push(cliLab(['--no-warm']));
+const vngCold: number[] = [];
+if (which('vng')) for (let i = 0; i < runs; i++) vngCold.push(cliLab(['--no-warm', '--backend', 'vng']));
 try {
   const state = await vmUp(warmCfg);
   for (let i = 0; i < runs; i++) cliWarm.push(cliLab([]));
@@ -141,6 +145,9 @@ const rows: [string, string, string][] = [
   ['npm run lab 1, cold', fmt(median(cliCold)), cliCold.map(fmt).join(', ')],
   ['npm run lab 1, warm VM', fmt(median(cliWarm)), cliWarm.map(fmt).join(', ')],
   ['speed-up as typed', `${(median(cliCold) / median(cliWarm)).toFixed(1)}×`, ''],
+  vngCold.length
+    ? ['npm run lab 1, cold, vng', fmt(median(vngCold)), `${vngCold.map(fmt).join(', ')}; ${(median(vngCold) / median(cliCold)).toFixed(1)}× the qemu backend`]
+    : ['npm run lab 1, cold, vng', 'skipped', 'vng is not on PATH (pip install virtme-ng)'],
 ];
 for (const [name, value, detail] of rows) console.log(`${name.padEnd(30)} ${value.padStart(9)}   ${detail}`);
 console.log('\nreference (prototype, TCG): 4 s to busybox init, 11.1 s to a working sshd');

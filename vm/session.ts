@@ -104,6 +104,9 @@ export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: strin
       cpus: machine.cpus,
       projectDir: projectRoot,
       name: vmName(hooks.runTag),
+      // The kernel's boot messages go to the console log (not the terminal): a guest
+      // that does not come up is shown with the end of its boot.
+      verbose: true,
       bootTimeoutMs: hooks.bootTimeoutMs,
       connectSsh: (c) =>
         connectSsh({ ...c, privateKeyPath: c.privateKeyPath ?? '', deadlineMs: Math.max(1000, c.deadlineMs - Date.now()), wrapping: { pidDir: STEP_PID_DIR, agent } }),
