@@ -5,11 +5,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Config } from '../core/config.ts';
-import { HOST_TOOLS, hostConfigFile, probeHost, readHostConfig } from '../vm/host.ts';
+import { hostConfigFile, probeHost, readHostConfig } from '../vm/host.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
 import { accelCheck, bootChecks, kernelChecks, toolCheck, vngCheck, type Check } from '../vm/preflight.ts';
 import { kernelChoice } from '../vm/session.ts';
-import { LAB_TOOLS, type Tool } from '../vm/tools.ts';
+import { HOST_TOOLS, LAB_TOOLS, type Tool } from '../vm/tools.ts';
 import { discoverLabs, loadLab } from './labs.ts';
 import type { Paint } from './style.ts';
 

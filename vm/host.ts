@@ -60,16 +60,8 @@ import { which } from '../core/which.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import { parseConfig } from './kernel.ts';
 import type { Check } from './preflight.ts';
-import { requireTools, type Tool } from './tools.ts';
+import { HOST_TOOLS, requireTools } from './tools.ts';
 
-/** Programs the host backend itself runs (the labs' own tools are LAB_TOOLS). */
-export const HOST_TOOLS: Tool[] = [
-  { bin: 'unshare', pkg: 'util-linux', why: "makes the run's mount, network and pid namespaces" },
-  { bin: 'nsenter', pkg: 'util-linux', why: "runs each step in the run's namespaces" },
-  { bin: 'mount', pkg: 'mount', why: 'mounts the private bpffs, cgroup2, /sys and /run' },
-  { bin: 'ip', pkg: 'iproute2', why: "brings up the run's loopback; labs make netns with it" },
-  { bin: 'find', pkg: 'findutils', why: "removes the run's cgroups" },
-];
 
 /** PATH for the holder and the cleanup: the user's, plus the sbin folders which() looks in too (ip, mount). */
 const hostPath = () => [process.env.PATH, '/usr/local/sbin', '/usr/sbin', '/sbin'].filter(Boolean).join(':');

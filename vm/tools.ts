@@ -12,21 +12,32 @@ export interface Tool {
   why: string;
 }
 
-export const QEMU_TOOLS: Tool[] = [
-  { bin: 'qemu-system-x86_64', pkg: 'qemu-system-x86', why: 'runs the lab VM' },
-  { bin: 'ssh-keygen', pkg: 'openssh-client', why: 'makes the per-VM SSH keys' },
-  { bin: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'the SSH server the guest runs (from the host root)' },
-  { bin: 'cpio', pkg: 'cpio', why: 'packs the initramfs' },
-  { bin: 'setsid', pkg: 'util-linux', why: 'runs each step in its own process group' },
+/** Who needs a program: the QEMU backend, the labs (built and run from the host), the host backend. */
+type Need = 'qemu' | 'lab' | 'host';
+
+/** Every host program we look for, once, with what needs it. */
+const TOOLS: (Tool & { for: Need[] })[] = [
+  { for: ['qemu'], bin: 'qemu-system-x86_64', pkg: 'qemu-system-x86', why: 'runs the lab VM' },
+  { for: ['qemu'], bin: 'ssh-keygen', pkg: 'openssh-client', why: 'makes the per-VM SSH keys' },
+  { for: ['qemu'], bin: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'the SSH server the guest runs (from the host root)' },
+  { for: ['qemu'], bin: 'cpio', pkg: 'cpio', why: 'packs the initramfs' },
+  { for: ['qemu'], bin: 'setsid', pkg: 'util-linux', why: 'runs each step in its own process group' },
+  { for: ['lab'], bin: 'bpftool', pkg: 'bpftool', why: 'the labs inspect maps and programs with it' },
+  { for: ['lab'], bin: 'clang', pkg: 'clang', why: 'compiles the BPF programs' },
+  { for: ['lab'], bin: 'make', pkg: 'make', why: 'builds the BPF programs and helpers' },
+  { for: ['lab'], bin: 'cc', pkg: 'gcc', why: 'builds the userspace helpers' },
+  { for: ['lab', 'host'], bin: 'ip', pkg: 'iproute2', why: "network namespaces and veth pairs; brings up the host run's loopback" },
+  { for: ['host'], bin: 'unshare', pkg: 'util-linux', why: "makes the run's mount, network and pid namespaces" },
+  { for: ['host'], bin: 'nsenter', pkg: 'util-linux', why: "runs each step in the run's namespaces" },
+  { for: ['host'], bin: 'mount', pkg: 'mount', why: 'mounts the private bpffs, cgroup2, /sys and /run' },
+  { for: ['host'], bin: 'find', pkg: 'findutils', why: "removes the run's cgroups" },
 ];
 
-export const LAB_TOOLS: Tool[] = [
-  { bin: 'bpftool', pkg: 'bpftool', why: 'the labs inspect maps and programs with it' },
-  { bin: 'clang', pkg: 'clang', why: 'compiles the BPF programs' },
-  { bin: 'make', pkg: 'make', why: 'builds the BPF programs and helpers' },
-  { bin: 'cc', pkg: 'gcc', why: 'builds the userspace helpers' },
-  { bin: 'ip', pkg: 'iproute2', why: 'network namespaces and veth pairs' },
-];
+const toolsFor = (need: Need): Tool[] => TOOLS.filter((t) => t.for.includes(need));
+export const QEMU_TOOLS = toolsFor('qemu');
+export const LAB_TOOLS = toolsFor('lab');
+/** Programs the host backend itself runs. */
+export const HOST_TOOLS = toolsFor('host');
 
 function missingTools(tools: Tool[], envPath?: string): Tool[] {
   return tools.filter((t) => !which(t.bin, envPath));
