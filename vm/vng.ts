@@ -158,6 +158,8 @@ const realHost: HostLookup = {
   exists: (p) => fs.existsSync(p),
 };
 
+const CLOCKSOURCES = '/sys/devices/system/clocksource/clocksource0/available_clocksource';
+
 const INSTALL_VNG_FIX = 'pip install virtme-ng   (or pipx install virtme-ng, or your distribution\'s virtme-ng package)';
 
 /** Throws a UserError naming what is missing and how to install it; returns the path of `vng`. */
@@ -342,8 +344,11 @@ export class VngBackend implements Backend {
         signal,
       });
 
-      const uname = await this.transport.exec('uname -r', { timeoutMs: 30_000, signal });
-      if (uname.code !== 0) throw new Error(`\`uname -r\` failed in the vng guest: ${uname.stderr.trim()}`);
+      // vng asks QEMU for accel=kvm:tcg, which falls back to TCG without a word: the
+      // guest tells which it got (a KVM guest registers the kvm-clock clocksource).
+      const uname = await this.transport.exec(`uname -r; grep -qsw kvm-clock ${CLOCKSOURCES} && echo kvm || echo tcg`, { timeoutMs: 30_000, signal });
+      const [release, accel] = uname.stdout.trim().split('\n');
+      if (uname.code !== 0 || !accel) throw new Error(`\`uname -r\` failed in the vng guest: ${uname.stderr.trim()}`);
       // /run is a tmpfs in the guest: a fresh, writable state folder every boot.
       // vng mounts no bpffs: the labs pin their maps in one, as in our own guest.
       const prep = await this.transport.exec(`mkdir -p ${this.paths.state} ${STEP_PID_DIR} && { mountpoint -q ${BPFFS} || mount -t bpf bpf ${BPFFS}; }`, { timeoutMs: 30_000, signal });
@@ -351,8 +356,8 @@ export class VngBackend implements Backend {
 
       return {
         backend: 'vng',
-        kernelRelease: uname.stdout.trim(),
-        accel: this.opts.accel,
+        kernelRelease: release,
+        accel,
         consoleLog: this.consoleLog,
       };
     } catch (e) {
