@@ -8,6 +8,7 @@
 //   LAB_CACHE_DIR    kernels, initramfs images, the KVM verdict (default ~/.cache/sockmap-labs)
 //   LAB_STATE_HOME   where progress is kept (default $XDG_STATE_HOME or ~/.local/state)
 //   LAB_VM_DIR       the warm VM's state folder (default <cache>/vm): a second warm VM
+//   LAB_TRANSPORT    ssh (default) | serial: how the runner reaches a QEMU guest
 // Test hooks (for the project's own tests and benchmarks; see TestHooks):
 //   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
 import os from 'node:os';
@@ -19,6 +20,8 @@ export const BACKENDS = ['qemu', 'vng', 'host'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
 export type AccelRequest = (typeof ACCEL_REQUESTS)[number];
+const TRANSPORTS = ['ssh', 'serial'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
 
 /** Where things live on the host. */
 export interface Places {
@@ -40,6 +43,12 @@ interface MachineSettings {
   /** Where the kernel came from, for messages: the option, the environment, or neither. */
   kernelSource: 'option' | 'env' | 'default';
   accel: AccelRequest;
+  /**
+   * How the runner reaches a QEMU guest: over SSH (sshd in the guest, a port
+   * forwarded on 127.0.0.1), or the step agent on a virtio-serial port (no
+   * network, no keys; the guest image's way, see vm/serial.ts).
+   */
+  transport: Transport;
   memoryMb: number;
   cpus: number;
   /** false: never attach to the warm VM. */
@@ -160,6 +169,7 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
       kernels: named.length ? named : fromEnv ? [env.LAB_KERNEL!] : [],
       kernelSource: named.length ? 'option' : fromEnv ? 'env' : 'default',
       accel,
+      transport: oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT ?? 'ssh', TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial'),
       memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,

@@ -13,9 +13,13 @@ const since = (iso: string) => {
 export function describeState(s: WarmState): string {
   return [
     `warm VM up for ${since(s.startedAt)}: kernel ${s.kernelRelease}, accel ${s.accel}`,
-    `  qemu pid ${s.pid}, ssh on 127.0.0.1:${s.port}`,
+    s.agentSocket ? `  qemu pid ${s.pid}, step agent on ${s.agentSocket} (virtio-serial)` : `  qemu pid ${s.pid}, ssh on 127.0.0.1:${s.port}`,
     `  console log ${s.consoleLog}`,
-    keeperAlive(s) ? `  keeper pid ${s.keeperPid}: holds a step agent ready for the next run` : '  no keeper: runs connect over SSH (the next run starts one)',
+    s.agentSocket
+      ? '  no keeper needed: the guest agent serves each run as soon as the last one ends'
+      : keeperAlive(s)
+        ? `  keeper pid ${s.keeperPid}: holds a step agent ready for the next run`
+        : '  no keeper: runs connect over SSH (the next run starts one)',
   ].join('\n');
 }
 

@@ -24,6 +24,12 @@ describe('buildConfig', () => {
     expect(refused(() => buildConfig({}, { LAB_ACCEL: 'hvf' })).message).toMatch(/LAB_ACCEL "hvf" is not one of auto, kvm, tcg/);
   });
 
+  it('the transport is ssh unless LAB_TRANSPORT asks for serial', () => {
+    expect(buildConfig({}, {}).machine.transport).toBe('ssh');
+    expect(buildConfig({}, { LAB_TRANSPORT: 'serial' }).machine.transport).toBe('serial');
+    expect(refused(() => buildConfig({}, { LAB_TRANSPORT: 'vsock' })).message).toMatch(/LAB_TRANSPORT "vsock" is not one of ssh, serial/);
+  });
+
   it('refuses a backend it does not know', () => {
     const e = refused(() => buildConfig({ backend: 'xyz' }, {}));
     expect(e.message).toMatch(/backend "xyz" is not one of qemu, vng, host/);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { buildQemuArgs, kernelCommandLine, QBOOT, type QemuArgsInput } from '../vm/qemu-args.ts';
+import { AGENT_PORT, buildQemuArgs, kernelCommandLine, QBOOT, SERIAL_TRANSPORT_WORD, SHELL_PORT, type QemuArgsInput } from '../vm/qemu-args.ts';
 
 const base: QemuArgsInput = {
   kernelImage: '/cache/kernels/6.12/boot/vmlinuz-6.12.1-amd64',
@@ -112,6 +112,69 @@ describe('buildQemuArgs', () => {
       expect(typeof a).toBe('string');
       expect(a).not.toContain('undefined');
     }
+  });
+});
+
+describe('buildQemuArgs with the serial transport', () => {
+  const { sshPort: _, ...noNet } = base;
+  const serial = { ...noNet, serial: { agentSocket: '/tmp/vm-1/agent.sock', shellSocket: '/tmp/vm-1/shell.sock' } };
+
+  /** The -chardev whose id= is `id`, as a map of its options. */
+  function chardev(args: string[], id: string): Map<string, string> | undefined {
+    const c = valuesOf(args, '-chardev').find((v) => v.split(',').includes(`id=${id}`));
+    return c ? new Map(c.split(',').map((o) => [o.split('=')[0], o.split('=').slice(1).join('=')])) : undefined;
+  }
+
+  it('has a virtio-serial bus with the agent port and the shell console, each on a socket QEMU listens on', () => {
+    const args = buildQemuArgs(serial);
+    const devices = valuesOf(args, '-device');
+    expect(devices.filter((d) => d === 'virtio-serial-pci')).toHaveLength(1);
+    expect(devices).toContain(`virtserialport,chardev=agent,name=${AGENT_PORT}`);
+    expect(devices).toContain(`virtconsole,chardev=shell,name=${SHELL_PORT}`);
+    for (const [id, file] of [
+      ['agent', serial.serial.agentSocket],
+      ['shell', serial.serial.shellSocket],
+    ]) {
+      const c = chardev(args, id)!;
+      expect(c, id).toBeDefined();
+      expect(c.has('socket')).toBe(true);
+      expect(c.get('path')).toBe(file);
+      // QEMU listens and boots without waiting for a client.
+      expect(c.get('server')).toBe('on');
+      expect(c.get('wait')).toBe('off');
+      expect(c.has('host') || c.has('port')).toBe(false);
+    }
+    expect(AGENT_PORT).not.toBe(SHELL_PORT);
+  });
+
+  it('has no network device and no port forward', () => {
+    const args = buildQemuArgs(serial);
+    expect(args).not.toContain('-netdev');
+    expect(args.some((a) => /hostfwd|virtio-net|user,/.test(a))).toBe(false);
+  });
+
+  it('tells the guest on the kernel command line, before the extra words', () => {
+    const args = buildQemuArgs({ ...serial, append: ['sml.x=1'] });
+    expect(valueOf(args, '-append')).toBe(kernelCommandLine(base.kernelRelease, [SERIAL_TRANSPORT_WORD, 'sml.x=1']));
+    expect(valueOf(buildQemuArgs(base), '-append')).not.toContain(SERIAL_TRANSPORT_WORD);
+  });
+
+  it('keeps the serial console on stdio apart from the new chardevs', () => {
+    const args = buildQemuArgs(serial);
+    expect(valueOf(args, '-chardev')).toMatch(/^stdio,id=console,/);
+    expect(valueOf(args, '-serial')).toBe('chardev:console');
+    expect(valuesOf(args, '-chardev').map((c) => c.split(',').find((o) => o.startsWith('id=')))).toEqual(['id=console', 'id=agent', 'id=shell']);
+  });
+
+  it('doubles a comma in a socket path', () => {
+    const args = buildQemuArgs({ ...serial, serial: { agentSocket: '/tmp/a,b/agent.sock', shellSocket: '/tmp/a,b/shell.sock' } });
+    expect(valuesOf(args, '-chardev').find((c) => c.includes('id=agent'))).toContain('path=/tmp/a,,b/agent.sock,');
+  });
+
+  it('has no virtio-serial device with the ssh transport', () => {
+    const args = buildQemuArgs(base);
+    expect(args.some((a) => /virtio-serial|virtserialport|virtconsole/.test(a))).toBe(false);
+    expect(valuesOf(args, '-chardev')).toHaveLength(1);
   });
 });
 

@@ -101,11 +101,13 @@ export async function runKeeper(store: WarmStore, vmDir: string): Promise<never>
     if (!alive(s.pid) || !fs.existsSync(vmDir)) stop('the warm VM is gone');
   }, 1000);
 
+  // A VM on the serial transport has no SSH: its agent serves each run directly.
+  if (s.port === undefined || !s.clientKey) stop('this warm VM has no SSH (serial transport): runs need no keeper', 1);
   ssh = await connectSsh({
     host: '127.0.0.1',
-    port: s.port,
+    port: s.port!,
     username: 'root',
-    privateKeyPath: s.clientKey,
+    privateKeyPath: s.clientKey!,
     hostPublicKey: s.hostPublicKey,
     deadlineMs: 10_000,
     wrapping: { pidDir: STEP_PID_DIR },

@@ -2,9 +2,14 @@
 //
 // The guest boots our initramfs, which mounts the host's root read-only over
 // 9p (the idea virtme-ng uses) plus three more read-only shares: the project
-// checkout, the guest kernel's modules and this VM's private files. Networking
-// is QEMU's user-mode stack with restrict=on: the guest reaches nothing outside,
-// and the only way in is SSH forwarded from 127.0.0.1.
+// checkout, the guest kernel's modules and this VM's private files.
+//
+// The runner reaches the guest one of two ways:
+//   ssh     QEMU's user-mode network with restrict=on (the guest reaches nothing
+//           outside), and SSH forwarded from 127.0.0.1 to the guest's sshd;
+//   serial  no network device at all: a virtio-serial port for the step agent and
+//           a virtio console for the shell, whose host ends are unix sockets that
+//           QEMU listens on (in the VM's own 0700 folder). See vm/serial.ts.
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -15,8 +20,10 @@ export interface QemuArgsInput {
   accel: Accel;
   memoryMb: number;
   cpus: number;
-  /** Host port on 127.0.0.1 forwarded to the guest's sshd; omit for a probe boot. */
+  /** Host port on 127.0.0.1 forwarded to the guest's sshd; without it, the guest has no network. */
   sshPort?: number;
+  /** The serial transport: where QEMU listens for the step agent's port and the shell's console. */
+  serial?: SerialSockets;
   /** Host directories shared into the guest, by 9p mount tag. */
   shares: Record<string, string>;
   /** Extra kernel command line words. */
@@ -26,6 +33,17 @@ export interface QemuArgsInput {
   /** Names the VM in `ps` (and lets tests find the QEMUs a run started). */
   name?: string;
 }
+
+export interface SerialSockets {
+  agentSocket: string;
+  shellSocket: string;
+}
+
+/** The two ports' names, as the guest reads them in /sys/class/virtio-ports: the step agent's, the shell's. */
+export const AGENT_PORT = 'sockmap-labs.agent';
+export const SHELL_PORT = 'sockmap-labs.shell';
+/** The kernel command line word that tells stage2 to serve the agent on its port and start no sshd. */
+export const SERIAL_TRANSPORT_WORD = 'sml.transport=serial';
 
 /** The VM name; a run tag (a test hook) tells apart the VMs of one test run. */
 export const vmName = (runTag?: string) => `sockmap-labs${runTag ? `-${runTag}` : ''}`;
@@ -71,7 +89,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     '-initrd',
     i.initramfs,
     '-append',
-    kernelCommandLine(i.kernelRelease, i.append),
+    kernelCommandLine(i.kernelRelease, i.serial ? [SERIAL_TRANSPORT_WORD, ...(i.append ?? [])] : i.append),
     // The serial console goes to our stdout; signal=off keeps Ctrl-C ours.
     '-chardev',
     'stdio,id=console,signal=off',
@@ -84,6 +102,17 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     // QEMU option values escape a comma by doubling it.
     args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none,readonly=on,multidevs=remap`);
     args.push('-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`);
+  }
+  if (i.serial) {
+    // server=on,wait=off: QEMU listens, boots without waiting for a client, and
+    // takes one client at a time; the next is accepted once the last one left.
+    const listen = (id: string, file: string) => `socket,id=${id},path=${file.replace(/,/g, ',,')},server=on,wait=off`;
+    args.push('-device', 'virtio-serial-pci');
+    args.push('-chardev', listen('agent', i.serial.agentSocket));
+    args.push('-device', `virtserialport,chardev=agent,name=${AGENT_PORT}`);
+    // A virtconsole is a tty in the guest (/dev/hvcN): a login shell's terminal.
+    args.push('-chardev', listen('shell', i.serial.shellSocket));
+    args.push('-device', `virtconsole,chardev=shell,name=${SHELL_PORT}`);
   }
   if (i.sshPort !== undefined) {
     args.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${i.sshPort}-:22`);

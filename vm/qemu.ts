@@ -1,9 +1,13 @@
 // The default backend: a throw-away QEMU VM booted from the host's own files.
 //
-// start(): make this VM's private directory with fresh SSH keys, boot the
-// kernel with the initramfs and accelerator it was given (vm/session.ts
-// chooses them), and connect over SSH.
-// stop(): close SSH, stop QEMU, remove the keys. Nothing survives the VM.
+// start(): make this VM's private directory, boot the kernel with the
+// initramfs and accelerator it was given (vm/session.ts chooses them), and
+// connect. Two transports:
+//   ssh     fresh SSH keys for this VM, sshd in the guest, a port forwarded
+//           from 127.0.0.1, one SSH connection with a step agent on it;
+//   serial  no keys, no network: the guest's step agent serves a virtio-serial
+//           port whose host end is a unix socket in the VM's folder (vm/serial.ts).
+// stop(): close the connection, stop QEMU, remove the folder. Nothing survives the VM.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -14,8 +18,9 @@ import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts'
 import { projectRoot } from '../core/paths.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import type { Kernel } from './kernel.ts';
-import { buildQemuArgs, QBOOT, type Accel } from './qemu-args.ts';
+import { buildQemuArgs, QBOOT, type Accel, type SerialSockets } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
+import { connectAgent, serialShell, type AgentLink } from './serial.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
 
 const GUEST_VM_DIR = '/run/sockmap-labs/vm';
@@ -44,14 +49,22 @@ interface QemuOptions {
   logDir?: string;
   /** A warm VM: QEMU outlives this process; detach() leaves it running. */
   persistent?: boolean;
+  /** How the runner reaches the guest (default ssh). The serial transport has no alternative to the step agent: `stepAgent` does not apply. */
+  transport?: Transport;
 }
+
+export type Transport = 'ssh' | 'serial';
 
 /** What it takes to reach a running VM again from another process. */
 export interface VmHandle {
   pid: number;
-  port: number;
-  clientKey: string;
-  hostPublicKey: string;
+  /** The ssh transport: the forwarded port, our key, the guest's host key. */
+  port?: number;
+  clientKey?: string;
+  hostPublicKey?: string;
+  /** The serial transport: QEMU's sockets for the step agent's port and the shell's console. */
+  agentSocket?: string;
+  shellSocket?: string;
   vmDir: string;
   consoleLog: string;
   kernelImage: string;
@@ -102,11 +115,19 @@ function sshKeygen(file: string): Promise<void> {
   });
 }
 
+/** Where a unix socket's path must fit (sun_path, with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+/** The guest's markers that its side of each transport is up (vm/guest/stage2.sh). */
+const READY = { ssh: 'sml-stage2: SSHD-STARTED', serial: 'sml-stage2: AGENT-READY' };
+
 export class QemuBackend implements Backend {
   readonly name = 'qemu' as const;
   readonly paths = QEMU_GUEST_PATHS;
   private qemu?: QemuProcess;
   private ssh?: SshTransport;
+  /** The serial transport's session with the guest's step agent. */
+  private link?: AgentLink;
   private vmDir?: string;
   private info?: BackendInfo;
   /** Set once the VM is up: how to reach it again (for a warm VM's state file). */
@@ -116,21 +137,34 @@ export class QemuBackend implements Backend {
 
   constructor(private readonly o: QemuOptions) {}
 
+  get transport(): Transport {
+    return this.o.transport ?? 'ssh';
+  }
+
+  /** The ssh transport's keys and sshd config, made for this VM only (guest/ is what the guest sees). */
+  private async makeKeys(guestDir: string): Promise<{ clientKey: string; hostKey: string }> {
+    const clientKey = path.join(this.vmDir!, 'id_ed25519');
+    const hostKey = path.join(guestDir, 'ssh_host_ed25519_key');
+    await Promise.all([sshKeygen(clientKey), sshKeygen(hostKey)]);
+    fs.copyFileSync(`${clientKey}.pub`, path.join(guestDir, 'authorized_keys'));
+    fs.writeFileSync(path.join(guestDir, 'sshd_config'), sshdConfig(), { mode: 0o600 });
+    return { clientKey, hostKey };
+  }
+
   async start(signal?: AbortSignal): Promise<BackendInfo> {
     const log = this.o.log ?? (() => {});
     const t0 = Date.now();
     const { kernel, accel } = this.o;
 
-    // This VM's private files: keys and sshd config. Only guest/ is shared with the guest.
+    // This VM's private folder (0700): keys or sockets, and guest/, the only part shared with the guest.
     this.vmDir = fs.mkdtempSync(path.join(os.tmpdir(), `${this.o.name}-vm-`));
     fs.chmodSync(this.vmDir, 0o700);
     const guestDir = path.join(this.vmDir, 'guest');
     fs.mkdirSync(guestDir, { mode: 0o700 });
-    const clientKey = path.join(this.vmDir, 'id_ed25519');
-    const hostKey = path.join(guestDir, 'ssh_host_ed25519_key');
-    await Promise.all([sshKeygen(clientKey), sshKeygen(hostKey)]);
-    fs.copyFileSync(`${clientKey}.pub`, path.join(guestDir, 'authorized_keys'));
-    fs.writeFileSync(path.join(guestDir, 'sshd_config'), sshdConfig(), { mode: 0o600 });
+    const sockets = this.transport === 'serial' ? { agentSocket: path.join(this.vmDir, 'agent.sock'), shellSocket: path.join(this.vmDir, 'shell.sock') } : undefined;
+    if (sockets && Buffer.byteLength(sockets.agentSocket) > MAX_SOCKET_PATH)
+      throw new UserError(`the VM's socket path is too long for a unix socket: ${sockets.agentSocket}`, 'export TMPDIR=/tmp');
+    const keys = sockets ? undefined : await this.makeKeys(guestDir);
     this.timings.keys = Date.now() - t0;
 
     const logDir = this.o.persistent ? this.vmDir : (this.o.logDir ?? path.join(projectRoot, 'build/logs'));
@@ -139,11 +173,12 @@ export class QemuBackend implements Backend {
     let lastError = '';
     for (let attempt = 0; attempt < 3; attempt++) {
       // A test may ask for a port (to hit a taken one); a retry takes any free port.
-      const port = attempt === 0 && this.o.sshPort ? this.o.sshPort : await freePort();
-      this.qemu = new QemuProcess(this.qemuArgs(port), consoleLog);
+      const port = sockets ? undefined : attempt === 0 && this.o.sshPort ? this.o.sshPort : await freePort();
+      this.qemu = new QemuProcess(this.qemuArgs(port, sockets), consoleLog);
       this.timings.spawned = Date.now() - t0;
       try {
-        this.ssh = await this.connect(port, hostKey, clientKey, signal);
+        if (sockets) this.link = await this.connectSerial(sockets.agentSocket, signal);
+        else this.ssh = await this.connect(port!, keys!.hostKey, keys!.clientKey, signal);
       } catch (e) {
         await this.qemu.stop(500);
         if (signal?.aborted) throw new UserError('interrupted while the VM was booting');
@@ -164,14 +199,12 @@ export class QemuBackend implements Backend {
         }
         throw this.bootError(e as Error, consoleLog);
       }
-      this.timings.sshReady = Date.now() - t0;
-      const uname = await this.ssh.run('uname -r');
+      this.timings.ready = Date.now() - t0;
+      const uname = this.link ? await this.link.agent.exec('uname -r', { timeoutMs: 30_000 }) : await this.ssh!.run('uname -r');
       this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel, consoleLog };
       this.handle = {
         pid: this.qemu.child.pid!,
-        port,
-        clientKey,
-        hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8').trim(),
+        ...(keys ? { port, clientKey: keys.clientKey, hostPublicKey: fs.readFileSync(`${keys.hostKey}.pub`, 'utf8').trim() } : sockets),
         vmDir: this.vmDir,
         consoleLog,
         kernelImage: kernel.image,
@@ -183,7 +216,7 @@ export class QemuBackend implements Backend {
     throw new UserError(`the VM could not start: ${lastError}`);
   }
 
-  private qemuArgs(port: number): string[] {
+  private qemuArgs(port: number | undefined, serial: SerialSockets | undefined): string[] {
     const { kernel } = this.o;
     return buildQemuArgs({
       kernelImage: kernel.image,
@@ -193,6 +226,7 @@ export class QemuBackend implements Backend {
       memoryMb: this.o.memoryMb,
       cpus: this.o.cpus,
       sshPort: port,
+      serial,
       bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
       name: this.o.name,
       append: this.o.kernelAppend,
@@ -200,35 +234,53 @@ export class QemuBackend implements Backend {
     });
   }
 
-  private async connect(port: number, hostKey: string, clientKey: string, signal?: AbortSignal): Promise<SshTransport> {
+  /** Waits for our init to say the guest's end of the transport is up; fails fast on a panic or a dead QEMU. */
+  private async booted(signal?: AbortSignal): Promise<void> {
     const q = this.qemu!;
     const deadline = this.o.bootTimeoutMs;
-    // Wait for our init to say sshd is up, and fail fast on a panic or a dead QEMU.
-    const boot = await q.waitFor('sml-stage2: SSHD-STARTED', deadline, signal);
+    const boot = await q.waitFor(READY[this.transport], deadline, signal);
     if (boot !== 'marker') {
-      const why = { exit: `QEMU exited (code ${q.exit?.code})`, fatal: q.fatal() ?? 'boot failed', timeout: `no sshd within ${Math.round(deadline / 1000)} s`, aborted: 'interrupted' }[boot];
+      const what = this.transport === 'ssh' ? 'sshd' : 'step agent';
+      const why = { exit: `QEMU exited (code ${q.exit?.code})`, fatal: q.fatal() ?? 'boot failed', timeout: `no ${what} within ${Math.round(deadline / 1000)} s`, aborted: 'interrupted' }[boot];
       throw new Error(why);
     }
+  }
+
+  /** Runs `connect` with a signal that also fires when QEMU dies or the guest fails while it retries. */
+  private async whileQemuLives<T>(signal: AbortSignal | undefined, connect: (signal: AbortSignal, onRetry: () => void) => Promise<T>): Promise<T> {
+    const q = this.qemu!;
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return await connectSsh({
+      return await connect(controller.signal, () => {
+        if (!q.running || q.fatal()) controller.abort();
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async connectSerial(agentSocket: string, signal?: AbortSignal): Promise<AgentLink> {
+    await this.booted(signal);
+    return this.whileQemuLives(signal, (s, onRetry) => connectAgent(agentSocket, { deadlineMs: 60_000, signal: s, onRetry }));
+  }
+
+  private async connect(port: number, hostKey: string, clientKey: string, signal?: AbortSignal): Promise<SshTransport> {
+    await this.booted(signal);
+    return this.whileQemuLives(signal, (s, onRetry) =>
+      connectSsh({
         host: '127.0.0.1',
         port,
         username: 'root',
         privateKeyPath: clientKey,
         hostPublicKey: fs.readFileSync(`${hostKey}.pub`, 'utf8'),
         deadlineMs: 60_000,
-        signal: controller.signal,
+        signal: s,
         wrapping: { pidDir: STEP_PID_DIR, agent: this.o.stepAgent === false ? undefined : stepAgentPath(this.paths.build) },
-        onRetry: () => {
-          if (!q.running || q.fatal()) controller.abort();
-        },
-      });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+        onRetry,
+      }),
+    );
   }
 
   private bootError(e: Error, consoleLog: string): UserError {
@@ -240,15 +292,17 @@ export class QemuBackend implements Backend {
   }
 
   exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
-    if (!this.ssh) throw new Error('the VM is not running');
-    if (this.ssh.isClosed || !this.qemu?.running) {
-      const why = this.qemu?.fatal() ?? (this.qemu?.running ? 'the SSH connection closed' : 'QEMU exited');
+    const conn = this.link?.agent ?? this.ssh;
+    if (!conn) throw new Error('the VM is not running');
+    if (conn.isClosed || !this.qemu?.running) {
+      const why = this.qemu?.fatal() ?? (this.qemu?.running ? (this.link ? 'the connection to its step agent closed' : 'the SSH connection closed') : 'QEMU exited');
       return Promise.reject(new UserError(`the VM is gone: ${why}`, undefined, this.qemu?.tail(10)));
     }
-    return this.ssh.exec(command, opts);
+    return conn.exec(command, opts);
   }
 
   shell(): Promise<number> {
+    if (this.link) return serialShell(this.link, this.handle!.shellSocket!);
     if (!this.ssh) throw new Error('the VM is not running');
     return this.ssh.shell();
   }
@@ -262,19 +316,25 @@ export class QemuBackend implements Backend {
       return `QEMU exited${e?.signal ? ` (killed by ${e.signal})` : ` (code ${e?.code})`}`;
     }
     if (this.ssh?.isClosed) return 'the SSH connection to the guest was lost';
+    if (this.link?.agent.isClosed) return "the connection to the guest's step agent was lost";
     return undefined;
   }
 
-  /** Closes our SSH connection and leaves the VM running (a warm VM). */
-  detach(): void {
+  private disconnect(): void {
+    this.link?.close();
+    this.link = undefined;
     this.ssh?.close();
     this.ssh = undefined;
+  }
+
+  /** Closes our connection and leaves the VM running (a warm VM). */
+  detach(): void {
+    this.disconnect();
     this.qemu?.release();
   }
 
   async stop(): Promise<void> {
-    this.ssh?.close();
-    this.ssh = undefined;
+    this.disconnect();
     await this.qemu?.stop();
     if (this.vmDir) fs.rmSync(this.vmDir, { recursive: true, force: true });
     this.vmDir = undefined;

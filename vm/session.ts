@@ -123,6 +123,7 @@ export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: strin
     sshPort: hooks.sshPort,
     kernelAppend: hooks.kernelAppend,
     stepAgent: hooks.stepAgent,
+    transport: machine.transport,
     persistent: o.persistent,
     log,
   });
@@ -233,6 +234,8 @@ export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: W
   const state: WarmState = { ...vm!.handle!, startedAt: new Date().toISOString(), projectRoot };
   store.write(state);
   vm!.detach();
+  // The serial transport needs no keeper: the guest's agent serves the next run as soon as one ends.
+  if (state.agentSocket) return { state };
   const keeper = await startKeeper(store, state);
   if (keeper.pid) store.write({ ...state, keeperPid: keeper.pid });
   else ui.notice(`the warm VM's keeper did not start (${keeper.problem}); runs will connect over SSH, ~0.5 s slower each`);

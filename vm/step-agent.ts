@@ -113,7 +113,7 @@ export class StepAgent {
   }
 
   exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    if (this.closed) return Promise.reject(new Error('the step agent is gone (the SSH connection closed)'));
+    if (this.closed) return Promise.reject(new Error('the step agent is gone (its connection closed)'));
     const id = ++this.nextId;
     const started = Date.now();
     return new Promise((resolve) => {

@@ -1,10 +1,13 @@
 // A warm VM: `npm run vm up` boots a VM that stays up; `lab`, `shell` and
 // `vm exec` attach to it instead of booting (no boot, ~0.3 s to connect);
 // `vm down` stops it. Its state file (0600, in a 0700 folder) holds what it
-// takes to reach it: QEMU's pid, the forwarded port, the per-VM key.
+// takes to reach it: QEMU's pid, and the forwarded port and per-VM key (ssh
+// transport) or QEMU's sockets in the VM's folder (serial transport).
 //
-// A keeper process (vm/keeper.ts) holds an SSH connection and a step agent
-// ready for the next run; a run that cannot reach it uses SSH itself.
+// ssh: a keeper process (vm/keeper.ts) holds an SSH connection and a step
+// agent ready for the next run; a run that cannot reach it uses SSH itself.
+// serial: a run connects to the agent's socket itself. The guest's agent
+// serves the next runner as soon as the last one left: no keeper is needed.
 //
 // Two runs at once never share it: a run takes the VM's lock for as long as
 // it uses it (vm/session.ts takes and releases it), and a second run finds it
@@ -19,6 +22,7 @@ import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts'
 import { signalGroup, sleep } from '../core/process-group.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import type { VmHandle } from './qemu.ts';
+import { connectAgent, serialShell, type AgentLink } from './serial.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
 import { StepAgent } from './step-agent.ts';
 
@@ -172,6 +176,8 @@ export class AttachedBackend implements Backend {
   private ssh?: SshTransport;
   /** The step agent the keeper handed over, and the socket it came on. */
   private kept?: { agent: StepAgent; sock: net.Socket };
+  /** The serial transport: our session with the guest's agent. */
+  private link?: AgentLink;
 
   constructor(
     readonly state: WarmState,
@@ -181,17 +187,18 @@ export class AttachedBackend implements Backend {
   ) {}
 
   async start(signal?: AbortSignal): Promise<BackendInfo> {
-    if (this.useAgent) this.kept = await agentFromKeeper(this.state, signal);
-    if (!this.kept) await this.connect(signal);
+    if (this.state.agentSocket) this.link = await connectAgent(this.state.agentSocket, { deadlineMs: 10_000, signal });
+    else if (this.useAgent) this.kept = await agentFromKeeper(this.state, signal);
+    if (!this.kept && !this.link) await this.connect(signal);
     return { backend: 'qemu', kernelRelease: this.state.kernelRelease, accel: this.state.accel, consoleLog: this.state.consoleLog };
   }
 
   private async connect(signal?: AbortSignal): Promise<void> {
     this.ssh = await connectSsh({
       host: '127.0.0.1',
-      port: this.state.port,
+      port: this.state.port!,
       username: 'root',
-      privateKeyPath: this.state.clientKey,
+      privateKeyPath: this.state.clientKey!,
       hostPublicKey: this.state.hostPublicKey,
       deadlineMs: 10_000,
       signal,
@@ -200,6 +207,10 @@ export class AttachedBackend implements Backend {
   }
 
   exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+    if (this.link) {
+      if (this.link.agent.isClosed) return Promise.reject(new UserError('lost the connection to the warm VM', 'npm run vm -- status'));
+      return this.link.agent.exec(command, opts);
+    }
     if (this.kept) {
       if (this.kept.agent.isClosed) return Promise.reject(new UserError('lost the connection to the warm VM', 'npm run vm -- status'));
       return this.kept.agent.exec(command, opts);
@@ -208,15 +219,16 @@ export class AttachedBackend implements Backend {
     return this.ssh.exec(command, opts);
   }
 
-  /** An interactive shell needs a PTY, which only SSH gives: connect for it. */
+  /** An interactive shell: the guest's shell console (serial), or a PTY, which only SSH gives: connect for it. */
   async shell(): Promise<number> {
+    if (this.link) return serialShell(this.link, this.state.shellSocket!);
     if (!this.ssh) await this.connect();
     return this.ssh!.shell();
   }
 
   health(): string | undefined {
     if (!alive(this.state.pid)) return 'the warm VM is gone (QEMU exited)';
-    if (this.kept?.agent.isClosed) return 'the connection to the warm VM was lost';
+    if (this.kept?.agent.isClosed || this.link?.agent.isClosed) return 'the connection to the warm VM was lost';
     if (this.ssh?.isClosed) return 'the SSH connection to the warm VM was lost';
     return undefined;
   }
@@ -225,11 +237,14 @@ export class AttachedBackend implements Backend {
     // Closed outright, not half-closed: end() would keep this process waiting
     // for the guest's agent to exit. The keeper ends the agent either way.
     this.kept?.sock.destroy();
+    // The agent kills this run's steps and serves the next run.
+    this.link?.close();
+    this.link = undefined;
     this.ssh?.close();
     this.ssh = undefined;
     // This run went over SSH because the keeper was gone (killed, or its connection dropped):
     // start another for the next run, while this one still holds the lock.
-    const now = this.kept || !this.useAgent ? undefined : this.store.read();
+    const now = this.kept || this.state.agentSocket || !this.useAgent ? undefined : this.store.read();
     if (now?.vmDir === this.state.vmDir && !keeperAlive(now)) {
       const child = await this.store.spawnKeeper(now);
       if (child.pid) this.store.write({ ...now, keeperPid: child.pid });

@@ -1,24 +1,109 @@
 #!/bin/bash
 # PID 1 of a sockmap-labs VM, second stage, now on the host's root (read-only).
-# Brings up the network that QEMU's user-mode stack offers and starts sshd
-# with this VM's own keys and config (made by the host for this VM only).
-# Then stays PID 1: waits, reaping orphaned processes, until powered off.
+# Starts what the runner talks to, then stays PID 1: waits, reaping orphaned
+# processes, until powered off. The host chose the transport (vm/qemu.ts):
+#   ssh     brings up the network that QEMU's user-mode stack offers and starts
+#           sshd with this VM's own keys and config (made by the host for this
+#           VM only);
+#   serial  (sml.transport=serial on the kernel command line) no network, no
+#           sshd: the step agent serves the runner on a virtio-serial port, and
+#           a login shell waits on a virtio console (vm/serial.ts is the host's
+#           end of both).
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 say() { echo "sml-stage2: $*" > /dev/console; }
 
+BUILD=/run/sockmap-labs/project/build
+transport=ssh
+for arg in $(</proc/cmdline); do
+  case "$arg" in
+    sml.transport=*) transport=${arg#sml.transport=} ;;
+  esac
+done
+
 hostname sockmap-lab 2>/dev/null
 ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
+mkdir -p /run/sockmap-labs/steps
 
-mkdir -p /run/sshd /run/sockmap-labs/steps
-chmod 0755 /run/sshd
-# -r: no re-exec of sshd per connection, which halves the time to attach to a
-# warm VM under TCG (0.55 -> 0.25 s); an sshd without -r gets a second try.
-sshd_config=/run/sockmap-labs/vm/sshd_config
-/usr/sbin/sshd -r -e -f $sshd_config 2>/dev/null || /usr/sbin/sshd -e -f $sshd_config || say "FAILED: sshd did not start"
-say "SSHD-STARTED"
+# Names the virtio-serial ports as udev would: /dev/virtio-ports/NAME, a link
+# to the port's device. A console port is opened as its tty instead, hvcN,
+# numbered in the order the console ports came (we have one: hvc0).
+name_ports() {
+  local p name consoles=0
+  mkdir -p /dev/virtio-ports
+  for p in /sys/class/virtio-ports/*; do
+    [ -r "$p/name" ] || continue
+    name=$(<"$p/name")
+    [ -n "$name" ] || continue
+    if [ "$name" = sockmap-labs.shell ]; then
+      ln -sfn "../hvc$consoles" "/dev/virtio-ports/$name"
+      consoles=$((consoles + 1))
+    else
+      ln -sfn "../${p##*/}" "/dev/virtio-ports/$name"
+    fi
+  done
+}
+
+# The step agent, for ever: it serves one runner after another on its port,
+# and is started again should it ever exit. Steps find what an SSH session
+# would give them: root's home as their folder, and its environment.
+serve_agent() {
+  cd /root || return
+  while :; do
+    env -i PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
+      "$BUILD/bin/step-agent" --serve /dev/virtio-ports/sockmap-labs.agent </dev/null 2>/dev/console
+    sleep 1
+  done
+}
+
+# A login shell on the console's tty, started when the host asks (it sends
+# Enter on connecting; vm/serial.ts openShell) and again after each exit, which
+# the host learns from the line printed then. The tty is held open meanwhile,
+# so the size the host gives it (stty, through the agent) stays; the host
+# leaves TERM for the shell in a file.
+serve_shell() {
+  local tty=/dev/virtio-ports/sockmap-labs.shell con term sid code
+  cd /root || return
+  while :; do
+    exec {con}<>"$tty" || { sleep 1; continue; }
+    if read -r -u "$con" _; then
+      term=xterm-256color
+      [ -r /run/sockmap-labs/shell-term ] && term=$(</run/sockmap-labs/shell-term)
+      HOME=/root TERM=$term setsid -c bash -l <&"$con" >&"$con" 2>&"$con" {con}>&- &
+      sid=$!
+      wait "$sid"
+      code=$?
+      # What the shell left running goes with it, as a step's processes do.
+      pkill -KILL -s "$sid"
+      printf '\r\n[sockmap-labs: the shell exited with status %d]\r\n' "$code" >"$tty"
+    else
+      sleep 1
+    fi
+    exec {con}>&-
+  done
+}
+
+if [ "$transport" = serial ]; then
+  name_ports
+  [ -e /dev/virtio-ports/sockmap-labs.agent ] || say "FAILED: no virtio-serial port named sockmap-labs.agent"
+  serve_agent &
+  disown
+  if [ -e /dev/virtio-ports/sockmap-labs.shell ]; then
+    serve_shell &
+    disown
+  fi
+  say "AGENT-READY"
+else
+  ip link set eth0 up
+  ip addr add 10.0.2.15/24 dev eth0
+  ip route add default via 10.0.2.2
+  mkdir -p /run/sshd
+  chmod 0755 /run/sshd
+  # -r: no re-exec of sshd per connection, which halves the time to attach to a
+  # warm VM under TCG (0.55 -> 0.25 s); an sshd without -r gets a second try.
+  sshd_config=/run/sockmap-labs/vm/sshd_config
+  /usr/sbin/sshd -r -e -f $sshd_config 2>/dev/null || /usr/sbin/sshd -e -f $sshd_config || say "FAILED: sshd did not start"
+  say "SSHD-STARTED"
+fi
 
 trap 'poweroff -f' TERM INT
 # Idle without starting a process every second (a `sleep` would cost the guest

@@ -5,16 +5,29 @@
 //
 // Starting a command over SSH costs a new channel, a session process in sshd
 // and a login shell before the step's own bash even starts: about 0.3 s per
-// step in an emulated guest. The runner instead starts this agent once per
-// connection and sends it the steps; the agent forks each one straight into
-// its own session (so its whole process group can be killed) and streams its
-// output back. A step costs one fork and one exec.
+// step in an emulated guest. The runner instead talks to this agent and sends
+// it the steps; the agent forks each one straight into its own session (so
+// its whole process group can be killed) and streams its output back. A step
+// costs one fork and one exec.
+//
+// Two ways to meet the runner:
+//   step-agent               over stdin/stdout, one runner (an SSH channel, a
+//                            test's pipes): says hello at once, exits when stdin closes.
+//   step-agent --serve PORT  over a virtio-serial port (QEMU's end of it is a unix
+//                            socket on the host; vm/serial.ts): no SSH, no network.
+//                            Serves one runner after another, for ever; waits while
+//                            no host is connected. PORT may also be a unix socket,
+//                            which the agent connects to, once per runner (the tests'
+//                            stand-in for a port).
 //
 // Frames in both directions: 1 byte type, 4 bytes id, 4 bytes payload length
 // (little-endian), then the payload.
 //   runner -> agent   'R' id argv     run argv (NUL-terminated strings) as step id
 //                     'K' id          kill step id's process group (TERM, then KILL)
-//   agent -> runner   'H' 0  version  the agent is ready
+//                     'H' 0  nonce    a new runner (--serve): end whatever ran before,
+//                                     answer 'H' with "nonce version"
+//                     'Q' 0           the runner leaves: kill its steps now
+//   agent -> runner   'H' 0  version  the agent is ready (on stdin/stdout: at once)
 //                     'O' id bytes    the step wrote to stdout
 //                     'E' id bytes    the step wrote to stderr
 //                     'X' id int32    the step ended: exit code, or 128 + signal
@@ -22,7 +35,19 @@
 // guest has it (bash-static): no dynamic loading saves ~70 ms per step under TCG.
 // A step has ended when its first process has exited and both of its output
 // pipes are closed (as an SSH channel would close). When the runner goes away
-// (stdin closes), every running step's group is killed and the agent exits.
+// (stdin closes; the port's host side disconnects), every running step's group
+// is killed.
+//
+// A port has no end-of-stream of its own: while no host is connected, poll()
+// reports POLLHUP, read() returns 0 and write() would block
+// (drivers/char/virtio_console.c); the driver sends SIGIO when the host comes
+// or goes. The guest learns of it late, on a queue apart from the data: a
+// runner that leaves and another that comes at once can look like one
+// connection, and the news that the last one left can come after the next
+// one's first bytes. So the host side counts as gone only once it stays away
+// for RECONNECT_GRACE_MS; and a runner starts with 'H', which ends whatever
+// the last one left running, and waits for its own nonce back, skipping what
+// the last runner's steps still sent.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -33,15 +58,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define AGENT_VERSION "1"
+#define AGENT_VERSION "2"
 #define MAX_STEPS 64
 #define MAX_PAYLOAD (4u << 20)
+#define MAX_NONCE 128
 #define KILL_GRACE_MS 300  /* TERM, then KILL this much later */
 #define ABANDON_MS 1500    /* after a kill, stop waiting for pipes held elsewhere */
+#define RECONNECT_GRACE_MS 250 /* a port's host side away this long: its runner is gone */
 
 struct step {
 	int used;
@@ -55,6 +85,13 @@ struct step {
 
 static struct step steps[MAX_STEPS];
 static const char *static_bash; /* the same bash, statically linked, if installed */
+static sigset_t blocked;        /* SIGCHLD and SIGIO: read from sfd, not delivered */
+static int sfd;
+
+/* The runner's end: stdin/stdout, or the port (one fd both ways). */
+static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
+static int on_port;     /* in_fd is a virtio-serial port: its host side comes and goes */
+static int runner_gone; /* its end closed, or a write to it failed */
 
 static int64_t now_ms(void)
 {
@@ -63,17 +100,68 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Empties the signalfd (SIGCHLD, SIGIO); the caller reaps when it may. */
+static void drain_signals(void)
+{
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof si) == sizeof si)
+		;
+}
+
+/* Sleeps until a signal comes (a step ended, the port's host side came or went) or `ms` pass. */
+static void wait_signal(int ms)
+{
+	struct pollfd p = { .fd = sfd, .events = POLLIN };
+	poll(&p, 1, ms);
+	drain_signals();
+}
+
+/* Is the port's host side connected? */
+static int host_connected(void)
+{
+	struct pollfd p = { .fd = in_fd, .events = POLLIN };
+	return poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP);
+}
+
+/* The runner's end closed: is it gone for good? A port's host side may be back at once. */
+static int runner_left(void)
+{
+	if (!on_port)
+		return 1;
+	for (int64_t end = now_ms() + RECONNECT_GRACE_MS; !host_connected();) {
+		int64_t left = end - now_ms();
+		if (left <= 0)
+			return 1;
+		wait_signal((int)left);
+	}
+	return 0;
+}
+
+/* A write to the port would block: waits until the host takes more, or has left (POLLHUP). */
+static int wait_writable(void)
+{
+	struct pollfd p = { .fd = out_fd, .events = POLLOUT };
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			return 0;
+	if (p.revents & POLLHUP)
+		return !runner_left();
+	return (p.revents & POLLOUT) && !(p.revents & POLLERR);
+}
+
 static void write_all(const void *buf, size_t len)
 {
 	const char *p = buf;
-	while (len) {
-		ssize_t n = write(STDOUT_FILENO, p, len);
-		if (n < 0 && errno == EINTR)
+	while (len && !runner_gone) {
+		ssize_t n = write(out_fd, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
 			continue;
-		if (n <= 0)
-			_exit(3); /* the runner is gone; kill_all ran or the group dies with sshd */
-		p += n;
-		len -= (size_t)n;
+		} else if (!(n < 0 && errno == EAGAIN && wait_writable())) {
+			runner_gone = 1; /* the main loop ends the runner's steps */
+		}
 	}
 }
 
@@ -129,7 +217,7 @@ static void fail_step(uint32_t id, const char *why)
 	send_frame('X', id, code, 4);
 }
 
-static void start_step(uint32_t id, char *payload, uint32_t len, const sigset_t *blocked)
+static void start_step(uint32_t id, char *payload, uint32_t len)
 {
 	char *argv[64];
 	int argc = 0;
@@ -156,7 +244,7 @@ static void start_step(uint32_t id, char *payload, uint32_t len, const sigset_t 
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
-		sigprocmask(SIG_UNBLOCK, blocked, NULL);
+		sigprocmask(SIG_UNBLOCK, &blocked, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, STDIN_FILENO);
@@ -186,11 +274,20 @@ static void kill_step(struct step *s)
 	}
 }
 
-static void kill_all(void)
+/* The runner is gone (or another came): kill every step's group, forget the steps. */
+static void end_steps(void)
 {
-	for (int i = 0; i < MAX_STEPS; i++)
-		if (steps[i].used)
-			kill(-steps[i].pid, SIGKILL);
+	for (int i = 0; i < MAX_STEPS; i++) {
+		struct step *s = &steps[i];
+		if (!s->used)
+			continue;
+		kill(-s->pid, SIGKILL);
+		if (s->out >= 0)
+			close(s->out);
+		if (s->err >= 0)
+			close(s->err);
+		s->used = 0; /* reap() collects the process */
+	}
 }
 
 /* Advances kills: KILL after the grace time, then gives up on pipes that
@@ -232,11 +329,22 @@ static void reap(void)
 	}
 }
 
+/* A new runner says hello with a nonce: it gets the nonce back, and the version. */
+static void answer_hello(const char *nonce, uint32_t len)
+{
+	char reply[MAX_NONCE + 16];
+	if (len > MAX_NONCE)
+		len = MAX_NONCE;
+	memcpy(reply, nonce, len);
+	int n = snprintf(reply + len, sizeof reply - len, " %s", AGENT_VERSION);
+	send_frame('H', 0, reply, len + (uint32_t)n);
+}
+
 /* Input from the runner, parsed as frames arrive. */
 static unsigned char *inbuf;
 static size_t inlen, incap;
 
-static void handle_input(const sigset_t *blocked)
+static void handle_input(void)
 {
 	size_t used = 0;
 	while (inlen - used >= 9) {
@@ -244,7 +352,7 @@ static void handle_input(const sigset_t *blocked)
 		uint32_t id = get_u32(h + 1), len = get_u32(h + 5);
 		if (len > MAX_PAYLOAD) {
 			fprintf(stderr, "step-agent: frame of %u bytes is too big\n", len);
-			kill_all();
+			end_steps();
 			exit(2);
 		}
 		if (inlen - used < 9 + (size_t)len)
@@ -253,11 +361,17 @@ static void handle_input(const sigset_t *blocked)
 		if (h[0] == 'R') {
 			if (len)
 				payload[len - 1] = 0; /* the runner ends argv with NUL; make sure */
-			start_step(id, payload, len, blocked);
+			start_step(id, payload, len);
 		} else if (h[0] == 'K') {
 			struct step *s = find(id);
 			if (s)
 				kill_step(s);
+		} else if (h[0] == 'H') {
+			/* Whatever still runs belongs to a runner that left unseen. */
+			end_steps();
+			answer_hello(payload, len);
+		} else if (h[0] == 'Q') {
+			end_steps();
 		}
 		used += 9 + len;
 	}
@@ -265,28 +379,42 @@ static void handle_input(const sigset_t *blocked)
 	inlen -= used;
 }
 
-int main(void)
+/* Reads what the runner sent; returns 0 once it is gone (end of stream, or the port's host side left). */
+static int read_input(void)
 {
-	sigset_t blocked;
-	sigemptyset(&blocked);
-	sigaddset(&blocked, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &blocked, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &blocked, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		perror("step-agent: signalfd");
-		return 1;
+	static const size_t chunk = 65536;
+	if (incap - inlen < chunk) {
+		incap = incap ? incap * 2 : chunk * 2;
+		inbuf = realloc(inbuf, incap);
+		if (!inbuf) {
+			end_steps();
+			exit(1);
+		}
 	}
-	if (access("/bin/bash-static", X_OK) == 0)
-		static_bash = "/bin/bash-static";
-	send_frame('H', 0, AGENT_VERSION, (uint32_t)strlen(AGENT_VERSION));
+	ssize_t r = read(in_fd, inbuf + inlen, incap - inlen);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	if (r == 0)
+		return !runner_left();
+	if (r < 0)
+		return 0;
+	inlen += (size_t)r;
+	handle_input();
+	return 1;
+}
 
+/* Serves one runner: its steps, until it goes. Whatever it left running is still running. */
+static void serve_runner(void)
+{
 	static char buf[65536];
-	for (;;) {
+	while (!runner_gone) {
+		reap(); /* also what ended while a write or a reconnect was waited for */
+		if (runner_gone)
+			break;
 		struct pollfd fds[2 + 2 * MAX_STEPS];
 		struct { struct step *s; char kind; } who[2 + 2 * MAX_STEPS];
 		int n = 0, pending_kill = 0;
-		fds[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+		fds[n] = (struct pollfd){ .fd = in_fd, .events = POLLIN };
 		who[n++].s = NULL;
 		fds[n] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 		who[n++].s = NULL;
@@ -310,29 +438,12 @@ int main(void)
 			if (errno == EINTR)
 				continue;
 			perror("step-agent: poll");
-			kill_all();
-			return 1;
+			end_steps();
+			exit(1);
 		}
-		if (fds[0].revents) {
-			if (incap - inlen < sizeof buf) {
-				incap = incap ? incap * 2 : sizeof buf * 2;
-				inbuf = realloc(inbuf, incap);
-				if (!inbuf) {
-					kill_all();
-					return 1;
-				}
-			}
-			ssize_t r = read(STDIN_FILENO, inbuf + inlen, incap - inlen);
-			if (r <= 0 && !(r < 0 && errno == EINTR)) {
-				kill_all(); /* the runner went away: nothing it started may outlive it */
-				return 0;
-			}
-			if (r > 0) {
-				inlen += (size_t)r;
-				handle_input(&blocked);
-			}
-		}
-		for (int i = 2; i < n; i++) {
+		// Steps' output first: the input handled below may end steps and start
+		// others in their slots, with the same fd numbers.
+		for (int i = 2; i < n && !runner_gone; i++) {
 			if (!fds[i].revents)
 				continue;
 			struct step *s = who[i].s;
@@ -348,12 +459,101 @@ int main(void)
 				finish_if_done(s);
 			}
 		}
-		if (fds[1].revents) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof si) == sizeof si)
-				;
-			reap();
-		}
+		if (fds[1].revents)
+			drain_signals(); /* the loop reaps next */
+		if (fds[0].revents && !runner_gone && !read_input())
+			runner_gone = 1;
 		tick();
 	}
+}
+
+/* --serve with a unix socket for PORT: each connection is one runner (a test's stand-in for a port). */
+static int connect_runner(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+			return fd;
+		close(fd);
+		wait_signal(50);
+		reap();
+	}
+}
+
+/* Waits until the port's host side is connected (QEMU has a client on its socket). */
+static void wait_for_host(void)
+{
+	while (!host_connected()) {
+		wait_signal(1000); /* SIGIO says when; the timeout is a fallback */
+		reap();
+	}
+}
+
+static int serve(const char *path)
+{
+	struct stat st;
+	int is_socket = stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+	int port = -1;
+	if (!is_socket) {
+		port = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (port < 0) {
+			fprintf(stderr, "step-agent: cannot open %s: %s\n", path, strerror(errno));
+			return 1;
+		}
+		// SIGIO when the host side comes or goes (or data arrives): no busy wait.
+		fcntl(port, F_SETOWN, getpid());
+		fcntl(port, F_SETFL, O_NONBLOCK | O_ASYNC);
+		in_fd = out_fd = port;
+		on_port = 1;
+	}
+	fprintf(stderr, "step-agent: serving %s\n", path);
+	for (;;) {
+		if (is_socket) {
+			port = connect_runner(path);
+			if (port < 0) {
+				perror("step-agent: socket");
+				return 1;
+			}
+			in_fd = out_fd = port;
+		} else {
+			wait_for_host();
+		}
+		serve_runner();
+		end_steps(); /* nothing a runner started outlives it */
+		inlen = 0;
+		runner_gone = 0;
+		if (is_socket)
+			close(port);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGCHLD);
+	sigaddset(&blocked, SIGIO);
+	sigprocmask(SIG_BLOCK, &blocked, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &blocked, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		perror("step-agent: signalfd");
+		return 1;
+	}
+	if (access("/bin/bash-static", X_OK) == 0)
+		static_bash = "/bin/bash-static";
+	if (argc == 3 && strcmp(argv[1], "--serve") == 0)
+		return serve(argv[2]);
+	if (argc != 1) {
+		fprintf(stderr, "usage: step-agent            (frames on stdin/stdout)\n"
+				"       step-agent --serve PORT  (a virtio-serial port, for ever)\n");
+		return 2;
+	}
+	send_frame('H', 0, AGENT_VERSION, (uint32_t)strlen(AGENT_VERSION));
+	serve_runner();
+	end_steps(); /* the runner went away: nothing it started may outlive it */
+	return 0;
 }
