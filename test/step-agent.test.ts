@@ -53,6 +53,13 @@ describe('step agent', () => {
     expect(sid).toBe(pid);
   });
 
+  it('a step gets fds 0, 1 and 2 only (lab 03 inserts a closed fd and expects EBADF)', async () => {
+    const { agent } = await startAgent();
+    // The shell's own listing fd is the fourth; nothing of the agent's leaks into the step.
+    const r = await agent.exec('ls /proc/self/fd | sort -n | tr "\\n" " "');
+    expect(r.stdout.trim()).toBe('0 1 2 3');
+  });
+
   it('streams output and keeps UTF-8 and large output intact', async () => {
     const { agent } = await startAgent();
     const chunks: string[] = [];
