@@ -13,6 +13,7 @@ import { allChecks, formatChecks } from './doctor.ts';
 import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-commands.ts';
 import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-commands.ts';
 import { addMatrixCommand } from './matrix/cli.ts';
+import { addImageCommand } from './image-command.ts';
 import { runLabs } from './run-labs.ts';
 import { colorWanted, paint } from './style.ts';
 
@@ -167,6 +168,7 @@ program
   });
 
 addMatrixCommand(program);
+addImageCommand(program);
 
 program
   .command('doctor')

@@ -187,11 +187,16 @@ describe('step agent --serve, through connectAgent', () => {
     expect((await link.agent.exec('echo still here')).stdout).toBe('still here\n');
   });
 
-  it('a runner that leaves takes its steps with it; the next runner gets an agent of its own', async () => {
+  /** A runner connected to a fresh agent, with a step (and its child) running. */
+  async function runnerWithStep(name: string) {
     const f = await fakeQemu();
     startAgent(f);
-    const first = await connect(f);
-    const { pid, result } = await stepWithChild(first, 'leave');
+    const link = await connect(f);
+    return { f, link, ...(await stepWithChild(link, name)) };
+  }
+
+  it('a runner that leaves takes its steps with it; the next runner gets an agent of its own', async () => {
+    const { f, link: first, pid, result } = await runnerWithStep('leave');
     first.close();
     expect((await result).code).toBeNull();
     expect(await gone(pid)).toBe(true);
@@ -201,10 +206,7 @@ describe('step agent --serve, through connectAgent', () => {
   });
 
   it('a runner that dies (no goodbye) still takes its steps with it', async () => {
-    const f = await fakeQemu();
-    startAgent(f);
-    const link = await connect(f);
-    const { pid, result } = await stepWithChild(link, 'die');
+    const { f, pid, result } = await runnerWithStep('die');
     f.dropRunner();
     expect((await result).code).toBeNull();
     expect(await gone(pid)).toBe(true);

@@ -1,0 +1,240 @@
+// The `image` command of runner/cli.ts: the guest image (vm/image.ts) built
+// from Debian packages, moved between machines as one file, listed, checked.
+// The CLI adds it with one line: addImageCommand(program).
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { buildConfig, type Config } from '../core/config.ts';
+import { UserError } from '../core/errors.ts';
+import { exitCodeFor } from '../core/exit.ts';
+import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
+import { exportImage, importImage } from '../vm/image-transfer.ts';
+import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
+import { colorWanted, paint, spinner } from './style.ts';
+
+const IMAGE_HELP = `
+Examples:
+  npm run image build                     build the guest image for this machine (amd64 here) from Debian 12 packages
+  npm run image build -- --arch arm64     …for an arm64 guest (sudo dpkg --add-architecture arm64 && sudo apt-get update first)
+  npm run image export class.tar          the image as one file, for USB sticks
+  npm run image import /media/usb/class.tar
+  npm run image list                      images in the cache: arch, size, digest, which one boots
+  npm run image verify                    hash every file of the current image again
+
+The image lives in <cache>/images/<arch>-<inputs digest>/: rootfs.erofs (the
+root file system, read-only, lz4hc), vmlinuz, initramfs.cpio.gz and
+manifest.json (package versions, each file's size and sha256). A build with
+unchanged inputs (package versions from apt, vm/guest/image-init, the build
+script) does nothing. A corrupt, truncated or wrong-architecture image is
+never booted: the error names the command that fixes it.
+
+Exit status: 0 done, 2 bad input or a bad image (the message says the fix), 130 interrupted.`;
+
+/** Step lines and finer progress: a spinner on a terminal, plain lines (steps only) otherwise. */
+async function makeUi(cfg: Config) {
+  const tty = !!process.stdout.isTTY && !cfg.ci;
+  const p = paint(colorWanted());
+  if (!tty) {
+    return { step: (l: string) => console.log(l), progress: (_l: string) => {}, done: () => {}, fail: () => {}, p };
+  }
+  const s = await spinner('');
+  let current = '';
+  return {
+    step: (l: string) => {
+      if (current) s.stopAndPersist({ symbol: p.green('✔'), text: current });
+      current = l;
+      s.start(l);
+    },
+    progress: (l: string) => {
+      s.text = `${current} — ${l}`;
+    },
+    done: () => {
+      if (current) s.stopAndPersist({ symbol: p.green('✔'), text: current });
+      else s.stop();
+      current = '';
+    },
+    fail: () => {
+      if (current) s.stopAndPersist({ symbol: p.red('✖'), text: current });
+      else s.stop();
+      current = '';
+    },
+    p,
+  };
+}
+
+/** Runs `work` with Ctrl-C and SIGTERM aborting its signal; an interrupted run exits 130 (143), its temporary files gone. */
+async function interruptible(cfg: Config, work: (signal: AbortSignal, ui: Awaited<ReturnType<typeof makeUi>>) => Promise<void>): Promise<void> {
+  const ui = await makeUi(cfg);
+  const controller = new AbortController();
+  let sig: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals) => {
+    if (sig) process.exit(exitCodeFor(s));
+    sig = s;
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await work(controller.signal, ui);
+    ui.done();
+  } catch (e) {
+    ui.fail();
+    if (!sig) throw e;
+    console.error(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopped; nothing half-made is left in the cache`);
+    process.exitCode = exitCodeFor(sig);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+function archOf(o: { arch?: string }): ImageArch {
+  if (o.arch) return o.arch as ImageArch;
+  const a = hostArch();
+  if (!a) throw new UserError(`this machine (${process.arch}) is neither amd64 nor arm64: say which guest to build`, 'npm run image build -- --arch amd64');
+  return a;
+}
+
+const archOption = () => new Option('-a, --arch <arch>', 'the guest architecture (default: this machine\'s)').choices([...IMAGE_ARCHES]);
+
+export function addImageCommand(program: Command): Command {
+  const image = program.command('image').description('the guest image: build it from Debian packages, export and import it as one file, list and verify it').addHelpText('after', IMAGE_HELP);
+
+  image
+    .command('build')
+    .description('build the guest image from Debian 12 packages (nothing to do when its inputs did not change)')
+    .addOption(archOption())
+    .option('--force', 'build even when the image for these inputs is there')
+    .action(async (o) => {
+      const cfg = buildConfig();
+      const arch = archOf(o);
+      await interruptible(cfg, async (signal, ui) => {
+        const r = await buildImage({ arch, cacheDir: cfg.places.cacheDir, log: ui.step, progress: ui.progress, signal, force: !!o.force });
+        ui.done();
+        const m = r.manifest;
+        if (!r.built) {
+          console.log(`the ${arch} guest image for these inputs is already built: ${r.dir} (nothing to do, ${r.seconds.toFixed(1)} s)`);
+          return;
+        }
+        console.log(
+          `built the ${arch} guest image in ${r.seconds.toFixed(0)} s: ${r.dir}\n` +
+            `  rootfs.erofs ${mb(m.files['rootfs.erofs'].size)}, vmlinuz ${mb(m.files.vmlinuz.size)}, initramfs ${mb(m.files['initramfs.cpio.gz'].size)}; ` +
+            `kernel ${m.kernelRelease}, ${m.packages.length} packages`,
+        );
+      });
+    });
+
+  image
+    .command('export')
+    .description('write the current guest image to one file (to copy to other machines)')
+    .argument('<file>', 'the file to write')
+    .addOption(archOption())
+    .action(async (file: string, o) => {
+      const cfg = buildConfig();
+      const arch = archOf(o);
+      await interruptible(cfg, async (signal, ui) => {
+        const t0 = Date.now();
+        const r = await exportImage({ cacheDir: cfg.places.cacheDir, arch, file, signal, log: ui.step });
+        ui.done();
+        console.log(`exported the ${arch} guest image (${r.manifest.digest.slice(0, 12)}, ${mb(r.bytes)}) to ${path.resolve(file)} in ${secs(Date.now() - t0)}`);
+        console.log(`on each machine: npm run image import ${path.basename(file)}`);
+      });
+    });
+
+  image
+    .command('import')
+    .description('add a guest image from a file made by "image export"; checked in full before it is used')
+    .argument('<file>', 'the exported image file')
+    .addOption(new Option('-a, --arch <arch>', 'refuse the file unless its image is for this architecture').choices([...IMAGE_ARCHES]))
+    .action(async (file: string, o) => {
+      const cfg = buildConfig();
+      await interruptible(cfg, async (signal, ui) => {
+        sweepStale(cfg.places.cacheDir);
+        const t0 = Date.now();
+        const r = await importImage({ cacheDir: cfg.places.cacheDir, file, arch: o.arch, signal, log: ui.step });
+        ui.done();
+        const m = r.manifest;
+        console.log(
+          `${r.added ? 'imported' : 'already in the cache:'} the ${m.arch} guest image ${path.basename(r.dir)} (kernel ${m.kernelRelease}, ${mb(m.files['rootfs.erofs'].size)}) in ${secs(Date.now() - t0)}; ${m.arch} VMs boot it now`,
+        );
+        const host = hostArch();
+        if (host && host !== m.arch) console.log(`note: this machine is ${host}; an ${m.arch} guest runs here only under emulation`);
+      });
+    });
+
+  image
+    .command('list', { isDefault: true })
+    .description('the images in the cache: arch, size, digest, which one boots, which one matches the current inputs')
+    .action(async () => {
+      const cfg = buildConfig();
+      const { cacheDir } = cfg.places;
+      sweepStale(cacheDir);
+      const rows = describeImages(cacheDir);
+      if (!rows.length) throw new UserError(`no guest images in ${imagesDir(cacheDir)}`, `npm run image build   (or: npm run image import FILE)`);
+      const p = paint(colorWanted());
+      // Which folder the current inputs name, per arch (apt, a few seconds; unknown without apt).
+      const wanted = new Map<string, string>();
+      const arches = [...new Set(rows.map((r) => r.manifest?.arch).filter((a): a is ImageArch => !!a))];
+      for (const a of arches) {
+        try {
+          wanted.set(a, (await resolveInputs(a, cacheDir)).folder);
+        } catch (e) {
+          wanted.set(a, `? (${(e as Error).message.split(':')[0]})`);
+        }
+      }
+      const scripts = scriptsDigest();
+      for (const r of rows) {
+        const m = r.manifest;
+        const arch = (m?.arch ?? r.folder.split('-')[0]) as ImageArch;
+        const marks: string[] = [];
+        if (currentImageFolder(cacheDir, arch) === r.folder) marks.push(p.bold('boots'));
+        const w = wanted.get(arch);
+        if (w === r.folder) marks.push(p.green('matches the inputs'));
+        else if (w?.startsWith('?')) marks.push(p.dim(`inputs unknown ${w.slice(2)}`));
+        else if (m) marks.push(p.yellow(`inputs changed: ${buildFix(arch)}`));
+        if (m && m.scriptsDigest !== scripts) marks.push(p.yellow('built from another image-init or build script'));
+        console.log(
+          m
+            ? `${r.folder}  ${m.arch.padEnd(5)}  ${mb(r.bytes).padStart(9)}  digest ${m.digest.slice(0, 12)}  kernel ${m.kernelRelease}  built ${m.builtAt.slice(0, 16).replace('T', ' ')}  ${marks.join(', ')}`
+            : `${r.folder}  ${p.red('unusable')}: ${r.problem}`,
+        );
+      }
+      console.log(p.dim(`in ${imagesDir(cacheDir)}`));
+    });
+
+  image
+    .command('verify')
+    .description('hash every file of the current image (all images with --all) against its manifest')
+    .addOption(archOption())
+    .option('--all', 'every image in the cache')
+    .action(async (o) => {
+      const cfg = buildConfig();
+      const { cacheDir } = cfg.places;
+      await interruptible(cfg, async (signal, ui) => {
+        const folders = o.all
+          ? describeImages(cacheDir).map((r) => ({ folder: r.folder, arch: (r.manifest?.arch ?? r.folder.split('-')[0]) as ImageArch }))
+          : [{ folder: currentImageFolder(cacheDir, archOf(o)), arch: archOf(o) }];
+        const bad: string[] = [];
+        for (const { folder, arch } of folders) {
+          if (!folder) throw new UserError(`no ${arch} guest image in ${imagesDir(cacheDir)}`, `${buildFix(arch)}   (or: npm run image import FILE)`);
+          const t0 = Date.now();
+          ui.step(`checking ${folder}`);
+          try {
+            const { manifest } = await verifyImage(path.join(imagesDir(cacheDir), folder), { arch, full: true, signal });
+            ui.done();
+            console.log(`${folder}: sound (${manifest.arch}, digest ${manifest.digest.slice(0, 12)}, hashed in ${secs(Date.now() - t0)})`);
+          } catch (e) {
+            if (!(e instanceof UserError) || folders.length === 1) throw e;
+            ui.fail();
+            console.log(`${folder}: ${e.message}`);
+            bad.push(folder);
+          }
+        }
+        if (bad.length) throw new UserError(`${bad.length} of ${folders.length} guest images are unusable: ${bad.join(', ')}`, 'npm run image build   (or: npm run image import FILE)');
+      });
+    });
+
+  return image;
+}
