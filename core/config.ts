@@ -22,6 +22,8 @@ const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
 export type AccelRequest = (typeof ACCEL_REQUESTS)[number];
 const TRANSPORTS = ['ssh', 'serial'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
+export const ROOTFS = ['host', 'image'] as const;
+export type Rootfs = (typeof ROOTFS)[number];
 
 /** Where things live on the host. */
 export interface Places {
@@ -49,6 +51,8 @@ interface MachineSettings {
    * network, no keys; the guest image's way, see vm/serial.ts).
    */
   transport: Transport;
+  /** What a QEMU guest boots: the host's root shared read-only, or the guest image (`npm run image build`; serial transport). */
+  rootfs: Rootfs;
   memoryMb: number;
   cpus: number;
   /** false: never attach to the warm VM. */
@@ -87,6 +91,7 @@ export interface Config {
 /** What the command line may say; every field optional (a command takes only some). */
 interface Flags {
   backend?: string;
+  rootfs?: string;
   kernel?: string | string[];
   memory?: string | number;
   timeoutScale?: string | number;
@@ -98,6 +103,7 @@ interface Flags {
 export function flagsFrom(o: Record<string, unknown>): Flags {
   return {
     backend: o.backend as string | undefined,
+    rootfs: o.rootfs as string | undefined,
     kernel: o.kernel as string[] | string | undefined,
     memory: o.memory as string | undefined,
     timeoutScale: o.timeoutScale as string | undefined,
@@ -170,6 +176,7 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
       kernelSource: named.length ? 'option' : fromEnv ? 'env' : 'default',
       accel,
       transport: oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT ?? 'ssh', TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial'),
+      rootfs: oneOf('--rootfs', flags.rootfs ?? 'host', ROOTFS, 'use --rootfs host (the host root shared read-only) or --rootfs image (npm run image build first)'),
       memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,

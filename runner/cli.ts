@@ -3,7 +3,7 @@
 // Each command builds its configuration once (core/config.ts), from its flags
 // and the environment, and passes it down.
 import { Command, Option } from 'commander';
-import { BACKENDS, buildConfig, flagsFrom } from '../core/config.ts';
+import { BACKENDS, buildConfig, flagsFrom, ROOTFS } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { EXIT } from '../core/exit.ts';
 import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
@@ -41,6 +41,7 @@ program
   .description('run labs in a throw-away VM (or "list" them)')
   .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], solution N, validate, new NAME')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
+  .addOption(new Option('--rootfs <what>', "the guest's root: the host's, shared read-only, or the guest image (npm run image build; new, not yet the default)").choices(ROOTFS).default('host'))
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
@@ -132,6 +133,7 @@ const vm = program.command('vm').description('a warm VM that stays up between ru
 vm.command('up')
   .description('boot a VM that stays up; lab runs then attach to it instead of booting')
   .addOption(new Option('-b, --backend <name>', 'the warm VM is a qemu VM; vng and host are refused, with the reason').choices(BACKENDS).default('qemu'))
+  .addOption(new Option('--rootfs <what>', "the guest's root: the host's, or the guest image").choices(ROOTFS).default('host'))
   .option('-k, --kernel <path>', 'guest kernel image')
   .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
   .action(async (o) => {

@@ -16,7 +16,7 @@ export interface Kernel {
   modulesDir: string;
   /** Its build config, when found. */
   configPath?: string;
-  source: 'option' | 'env' | 'cache' | 'boot';
+  source: 'option' | 'env' | 'cache' | 'boot' | 'image';
 }
 
 /** The options every lab needs from the guest kernel. */

@@ -4,10 +4,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { AccelRequest } from '../core/config.ts';
+import type { AccelRequest, Rootfs } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { which } from '../core/which.ts';
 import { chooseAccel, kvmDeviceUsable } from './accel.ts';
+import { hostArch, openImage, type GuestImage } from './image-verify.ts';
 import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
 import { QEMU_TOOLS, type Tool } from './tools.ts';
@@ -34,6 +35,22 @@ export interface KernelChoice {
   kernel?: Kernel;
   config?: Map<string, string>;
   problem?: UserError;
+  /** The guest image the kernel comes from (--rootfs image). */
+  image?: GuestImage;
+}
+
+/** The guest image of this machine's architecture (checked: never a corrupt one), with its kernel. */
+export async function imageChoice(cacheDir: string): Promise<KernelChoice> {
+  try {
+    const arch = hostArch();
+    if (!arch) throw new UserError(`no guest image is made for a ${process.arch} host`, 'use --rootfs host');
+    const image = await openImage(cacheDir, arch);
+    const kernel: Kernel = { image: image.kernel, release: image.manifest.kernelRelease, modulesDir: '', configPath: image.config, source: 'image' };
+    return { kernel, config: readConfig(kernel), image };
+  } catch (e) {
+    if (e instanceof UserError) return { problem: e };
+    throw e;
+  }
 }
 
 /** Resolves the kernel (an image the user named, else the cache's, else /boot's) and reads its config. */
@@ -88,8 +105,12 @@ function diskCheck(cacheDir: string): Check {
     : { name: 'cache', level: 'ok', detail: `${cacheDir}, ${freeGiB.toFixed(0)} GiB free` };
 }
 
-/** What booting a VM needs on the host: QEMU and its helpers, a static busybox, a port, a writable cache. */
-export async function bootChecks(cacheDir: string): Promise<Check[]> {
+/**
+ * What booting a VM needs on the host: QEMU and its helpers, a static busybox,
+ * a port, a writable cache. The guest image brings all but QEMU and the cache.
+ */
+export async function bootChecks(cacheDir: string, rootfs: Rootfs = 'host'): Promise<Check[]> {
+  if (rootfs === 'image') return [...QEMU_TOOLS.filter((t) => t.bin.startsWith('qemu-system')).map((t) => toolCheck(t)), diskCheck(cacheDir)];
   const checks: Check[] = QEMU_TOOLS.map((t) => toolCheck(t));
   try {
     checks.push({ name: 'busybox', level: 'ok', detail: `${findStaticBusybox()} (static)` });

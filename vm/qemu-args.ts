@@ -26,6 +26,8 @@ export interface QemuArgsInput {
   serial?: SerialSockets;
   /** Host directories shared into the guest, by 9p mount tag. */
   shares: Record<string, string>;
+  /** A read-only root disk (the guest image's rootfs.erofs), the guest's /dev/vda. */
+  disk?: string;
   /** Extra kernel command line words. */
   append?: string[];
   /** Firmware; qboot boots a -kernel much faster than SeaBIOS. */
@@ -103,6 +105,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none,readonly=on,multidevs=remap`);
     args.push('-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`);
   }
+  if (i.disk) args.push('-drive', `file=${i.disk.replace(/,/g, ',,')},if=virtio,format=raw,readonly=on`);
   if (i.serial) {
     // server=on,wait=off: QEMU listens, boots without waiting for a client, and
     // takes one client at a time; the next is accepted once the last one left.

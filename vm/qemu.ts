@@ -43,6 +43,8 @@ interface QemuOptions {
   sshPort?: number;
   kernelAppend?: string[];
   stepAgent?: boolean;
+  /** Boot this root disk (the guest image's rootfs.erofs) instead of the host's root over 9p. */
+  rootfsImage?: string;
   /** Called with progress lines (a retried boot…). */
   log?: (line: string) => void;
   /** Where to keep the console log after the VM is gone. */
@@ -230,7 +232,11 @@ export class QemuBackend implements Backend {
       bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
       name: this.o.name,
       append: this.o.kernelAppend,
-      shares: { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
+      // The guest image brings its own root and modules: only the checkout (and this VM's files) are shared.
+      shares: this.o.rootfsImage
+        ? { project: projectRoot, vmstate: path.join(this.vmDir!, 'guest') }
+        : { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
+      disk: this.o.rootfsImage,
     });
   }
 

@@ -22,7 +22,8 @@ import { HostBackend, readHostConfig } from './host.ts';
 import { ensureInitramfs } from './initramfs.ts';
 import { kernelsDir, type Kernel } from './kernel.ts';
 import { startKeeper } from './keeper.ts';
-import { bootChecks, chooseKernel, kernelChecks, requirePassing, vngCheck, type Check, type KernelChoice } from './preflight.ts';
+import { bootChecks, chooseKernel, imageChoice, kernelChecks, requirePassing, vngCheck, type Check, type KernelChoice } from './preflight.ts';
+import type { GuestImage } from './image-verify.ts';
 import { vmName } from './qemu-args.ts';
 import { freePort, QemuBackend } from './qemu.ts';
 import { connectSsh } from './ssh.ts';
@@ -56,6 +57,17 @@ const BOOT_TIMEOUT_MS = 180_000;
 
 export const warmStore = (cfg: Config) => new WarmStore(cfg.places.warmDir);
 
+/** The plans' kernels: the guest image's (--rootfs image), or each --kernel (or the default one). */
+async function kernelChoices(cfg: Config): Promise<KernelChoice[]> {
+  const { machine } = cfg;
+  if (machine.rootfs === 'image') {
+    if (machine.backend !== 'qemu') throw new UserError(`--rootfs image boots the guest image with QEMU; --backend ${machine.backend} cannot`, 'drop --rootfs image, or use --backend qemu');
+    if (machine.kernels.length) throw new UserError('--rootfs image boots the kernel inside the guest image; it takes no --kernel (nor LAB_KERNEL)', 'drop --kernel, or use --rootfs host');
+    return [await imageChoice(cfg.places.cacheDir)];
+  }
+  return (machine.kernels.length ? machine.kernels : [undefined]).map((image) => kernelChoice(cfg, image));
+}
+
 /** The kernel a command would use for `image` (a --kernel path), or the default one. */
 export function kernelChoice(cfg: Config, image?: string): KernelChoice {
   return chooseKernel({ image, source: cfg.machine.kernelSource === 'env' ? 'env' : 'option', kernelsDir: kernelsDir(cfg.places.cacheDir) });
@@ -88,9 +100,15 @@ function catchSignals(ui: Pick<SessionUi, 'notice' | 'what'>) {
  * A booted VM's backend: the initramfs built (or cached), the accelerator
  * chosen by the same probe for every backend that boots, the backend made.
  */
-export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: string) => void, o: { backend?: 'qemu' | 'vng'; persistent?: boolean } = {}): Promise<Backend & { start(signal?: AbortSignal): Promise<BackendInfo> }> {
+export async function bootBackend(
+  cfg: Config,
+  kernel: Kernel,
+  log: (line: string) => void,
+  o: { backend?: 'qemu' | 'vng'; persistent?: boolean; image?: GuestImage } = {},
+): Promise<Backend & { start(signal?: AbortSignal): Promise<BackendInfo> }> {
   const { machine, hooks, places } = cfg;
-  const initrd = await ensureInitramfs(kernel, places.cacheDir);
+  // The guest image brings its own initramfs; the host-root VM's is built from the host's busybox.
+  const initrd = o.image ? { path: o.image.initramfs, built: false } : await ensureInitramfs(kernel, places.cacheDir);
   if (initrd.built) log(`built the initramfs for kernel ${kernel.release}`);
   const accel = await chooseAccel(kernel, initrd.path, machine.accel, places.cacheDir);
   if (accel.notice) log(accel.notice);
@@ -123,7 +141,9 @@ export async function bootBackend(cfg: Config, kernel: Kernel, log: (line: strin
     sshPort: hooks.sshPort,
     kernelAppend: hooks.kernelAppend,
     stepAgent: hooks.stepAgent,
-    transport: machine.transport,
+    // The image has no sshd: its guest is reached over virtio-serial only.
+    transport: o.image ? 'serial' : machine.transport,
+    rootfsImage: o.image?.rootfs,
     persistent: o.persistent,
     log,
   });
@@ -148,8 +168,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
   let backend: Backend | undefined;
   try {
     // Kernels resolved once; the warm VM taken (locked) by the first plan whose kernel it runs.
-    const images: (string | undefined)[] = cfg.machine.kernels.length ? cfg.machine.kernels : [undefined];
-    const plans: Plan[] = kind === 'host' ? [{ choice: { config: readHostConfig() } }] : images.map((image) => ({ choice: kernelChoice(cfg, image) }));
+    const plans: Plan[] = kind === 'host' ? [{ choice: { config: readHostConfig() } }] : (await kernelChoices(cfg)).map((choice) => ({ choice }));
     const warm = kind === 'qemu' && cfg.machine.warm ? store.read() : undefined;
     const match = warm && warm.projectRoot === projectRoot ? plans.find((p) => p.choice.kernel?.image === warm.kernelImage) : undefined;
     if (match) {
@@ -162,7 +181,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
     // (a run that attaches to the warm VM boots nothing: it needs no QEMU checks).
     if (kind !== 'host') {
       const checks = plans.flatMap((p) => kernelChecks(p.choice));
-      if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir)));
+      if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs)));
       if (kind === 'vng') checks.push(vngCheck());
       requirePassing(checks, ui.formatChecks);
     }
@@ -176,7 +195,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
         backend = plan.warm
           ? new AttachedBackend(plan.warm, store, cfg.hooks.stepAgent)
           : kernel
-            ? await bootBackend(cfg, kernel, ui.notice)
+            ? await bootBackend(cfg, kernel, ui.notice, { image: plan.choice.image })
             : new HostBackend({ runTag: cfg.hooks.runTag });
         return backend.start(signals.signal);
       });
@@ -212,15 +231,15 @@ export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: W
   const store = warmStore(cfg);
   const existing = store.read();
   if (existing) return { state: existing };
-  const choice = kernelChoice(cfg, cfg.machine.kernels[0]);
-  requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir))], ui.formatChecks);
+  const [choice] = await kernelChoices(cfg);
+  requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs))], ui.formatChecks);
   const kernel = choice.kernel!;
   const signals = catchSignals({ ...ui, what: 'the boot' });
   let vm: QemuBackend | undefined;
   try {
     await buildGuestPrograms(ui.notice, signals.signal);
     await ui.progress(`booting a warm VM with kernel ${kernel.release}…`, async () => {
-      vm = (await bootBackend(cfg, kernel, ui.notice, { backend: 'qemu', persistent: true })) as QemuBackend;
+      vm = (await bootBackend(cfg, kernel, ui.notice, { backend: 'qemu', persistent: true, image: choice.image })) as QemuBackend;
       await vm.start(signals.signal);
     });
   } catch (e) {
