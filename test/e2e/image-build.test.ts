@@ -10,22 +10,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { placesFrom } from '../../core/config.ts';
 import { projectRoot } from '../../core/paths.ts';
 import { buildImage, GUEST_PACKAGES, resolveInputs, type BuildResult } from '../../vm/image.ts';
-import { imagesDir, openImage, verifyImage } from '../../vm/image-verify.ts';
+import { openImage, verifyImage } from '../../vm/image-verify.ts';
 import { readKernelRelease } from '../../vm/kernel.ts';
 import { buildQemuArgs, QBOOT } from '../../vm/qemu-args.ts';
 import { QemuProcess } from '../../vm/qemu-process.ts';
 import { connectAgent } from '../../vm/serial.ts';
 import { cli } from './cli-helpers.ts';
+import { seededCache } from './image-helpers.ts';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const missing = ['apt-get', 'dpkg-deb', 'mkfs.erofs', 'depmod', 'xz', 'cpio'].filter((t) => !has(t));
 const asRoot = process.getuid?.() === 0;
 const canBoot = has('qemu-system-x86_64');
 
-const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-image-e2e-'));
+const cache = seededCache('amd64');
 let resolvable = missing.length === 0;
 beforeAll(async () => {
   if (!resolvable) return;
@@ -36,7 +36,6 @@ beforeAll(async () => {
     console.warn(`skipping the image build: ${(e as Error).message}`);
   }
 }, 60_000);
-afterAll(() => fs.rmSync(cache, { recursive: true, force: true }));
 
 describe.skipIf(missing.length > 0 || process.arch !== 'x64')(`npm run image build (amd64)${missing.length ? ` — missing ${missing.join(', ')}` : ''}`, () => {
   let first: BuildResult;
@@ -44,13 +43,6 @@ describe.skipIf(missing.length > 0 || process.arch !== 'x64')(`npm run image bui
 
   beforeAll(async () => {
     if (!resolvable) return;
-    // Reuse what the default cache already downloaded: the build then needs no network.
-    const debs = path.join(imagesDir(placesFrom().cacheDir), 'debs/amd64');
-    if (fs.existsSync(debs)) {
-      const to = path.join(imagesDir(cache), 'debs/amd64');
-      fs.mkdirSync(to, { recursive: true });
-      for (const f of fs.readdirSync(debs)) if (f.endsWith('.deb')) fs.copyFileSync(path.join(debs, f), path.join(to, f));
-    }
     first = await buildImage({ arch: 'amd64', cacheDir: cache, log: (l) => lines.push(l) });
     console.log(`image build: ${first.seconds.toFixed(1)} s, rootfs.erofs ${(first.manifest.files['rootfs.erofs'].size / 1e6).toFixed(1)} MB`);
   }, 900_000);
