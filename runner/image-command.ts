@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { buildConfig, type Config } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { exitCodeFor } from '../core/exit.ts';
+import { catchSignals } from '../core/signals.ts';
 import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
@@ -64,26 +65,18 @@ async function makeUi(cfg: Config) {
 /** Runs `work` with Ctrl-C and SIGTERM aborting its signal; an interrupted run exits 130 (143), its temporary files gone. */
 async function interruptible(cfg: Config, work: (signal: AbortSignal, ui: Awaited<ReturnType<typeof makeUi>>) => Promise<void>): Promise<void> {
   const ui = await makeUi(cfg);
-  const controller = new AbortController();
-  let sig: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals) => {
-    if (sig) process.exit(exitCodeFor(s));
-    sig = s;
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = catchSignals();
   try {
-    await work(controller.signal, ui);
+    await work(signals.signal, ui);
     ui.done();
   } catch (e) {
     ui.fail();
+    const sig = signals.interrupted();
     if (!sig) throw e;
     console.error(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopped; nothing half-made is left in the cache`);
     process.exitCode = exitCodeFor(sig);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    signals.dispose();
   }
 }
 

@@ -11,7 +11,7 @@ import { chooseAccel, kvmDeviceUsable } from './accel.ts';
 import { hostArch, openImage, type GuestImage } from './image-verify.ts';
 import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
-import { QEMU_TOOLS, type Tool } from './tools.ts';
+import { IMAGE_TOOLS, QEMU_TOOLS, type Tool } from './tools.ts';
 import { checkVngHost } from './vng.ts';
 
 type Level = 'ok' | 'warn' | 'fail';
@@ -110,7 +110,7 @@ function diskCheck(cacheDir: string): Check {
  * a port, a writable cache. The guest image brings all but QEMU and the cache.
  */
 export async function bootChecks(cacheDir: string, rootfs: Rootfs = 'host'): Promise<Check[]> {
-  if (rootfs === 'image') return [...QEMU_TOOLS.filter((t) => t.bin.startsWith('qemu-system')).map((t) => toolCheck(t)), diskCheck(cacheDir)];
+  if (rootfs === 'image') return [...IMAGE_TOOLS.map((t) => toolCheck(t)), diskCheck(cacheDir)];
   const checks: Check[] = QEMU_TOOLS.map((t) => toolCheck(t));
   try {
     checks.push({ name: 'busybox', level: 'ok', detail: `${findStaticBusybox()} (static)` });

@@ -12,7 +12,7 @@
 //      Ctrl-C or SIGTERM (a second Ctrl-C quits at once).
 import type { Config } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
-import { exitCodeFor } from '../core/exit.ts';
+import { catchSignals } from '../core/signals.ts';
 import { STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
 import { projectRoot } from '../core/paths.ts';
 import { chooseAccel } from './accel.ts';
@@ -73,28 +73,9 @@ export function kernelChoice(cfg: Config, image?: string): KernelChoice {
   return chooseKernel({ image, source: cfg.machine.kernelSource === 'env' ? 'env' : 'option', kernelsDir: kernelsDir(cfg.places.cacheDir) });
 }
 
-/** Ctrl-C and SIGTERM abort the session's signal; a second Ctrl-C exits at once. */
-function catchSignals(ui: Pick<SessionUi, 'notice' | 'what'>) {
-  const controller = new AbortController();
-  let interrupted: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    // Second Ctrl-C: no more waiting. The exit hook kills any QEMU we started.
-    if (interrupted) process.exit(exitCodeFor(interrupted));
-    interrupted = sig;
-    ui.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping ${ui.what} and the VM (press Ctrl-C again to quit at once)`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    interrupted: () => interrupted,
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
+/** Ctrl-C and SIGTERM stop the session's work and its VM; a second Ctrl-C quits at once. */
+const catchSessionSignals = (ui: Pick<SessionUi, 'notice' | 'what'>) =>
+  catchSignals((sig) => ui.notice(`${sig === 'SIGINT' ? 'Ctrl-C' : sig}: stopping ${ui.what} and the VM (press Ctrl-C again to quit at once)`));
 
 /**
  * A booted VM's backend: the initramfs built (or cached), the accelerator
@@ -162,7 +143,7 @@ interface Plan {
  */
 export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machine) => Promise<'stop' | void>): Promise<NodeJS.Signals | undefined> {
   const { backend: kind } = cfg.machine;
-  const signals = catchSignals(ui);
+  const signals = catchSessionSignals(ui);
   const store = warmStore(cfg);
   let locked = false;
   let backend: Backend | undefined;
@@ -234,7 +215,7 @@ export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: W
   const [choice] = await kernelChoices(cfg);
   requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs))], ui.formatChecks);
   const kernel = choice.kernel!;
-  const signals = catchSignals({ ...ui, what: 'the boot' });
+  const signals = catchSessionSignals({ ...ui, what: 'the boot' });
   let vm: QemuBackend | undefined;
   try {
     await buildGuestPrograms(ui.notice, signals.signal);

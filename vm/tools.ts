@@ -12,12 +12,12 @@ export interface Tool {
   why: string;
 }
 
-/** Who needs a program: the QEMU backend, the labs (built and run from the host), the host backend. */
-type Need = 'qemu' | 'lab' | 'host';
+/** Who needs a program: the QEMU backend (host root), the QEMU backend booting the guest image, the labs (built and run from the host), the host backend. */
+type Need = 'qemu' | 'image' | 'lab' | 'host';
 
 /** Every host program we look for, once, with what needs it. */
 const TOOLS: (Tool & { for: Need[] })[] = [
-  { for: ['qemu'], bin: 'qemu-system-x86_64', pkg: 'qemu-system-x86', why: 'runs the lab VM' },
+  { for: ['qemu', 'image'], bin: 'qemu-system-x86_64', pkg: 'qemu-system-x86', why: 'runs the lab VM' },
   { for: ['qemu'], bin: 'ssh-keygen', pkg: 'openssh-client', why: 'makes the per-VM SSH keys' },
   { for: ['qemu'], bin: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'the SSH server the guest runs (from the host root)' },
   { for: ['qemu'], bin: 'cpio', pkg: 'cpio', why: 'packs the initramfs' },
@@ -35,6 +35,8 @@ const TOOLS: (Tool & { for: Need[] })[] = [
 
 const toolsFor = (need: Need): Tool[] => TOOLS.filter((t) => t.for.includes(need));
 export const QEMU_TOOLS = toolsFor('qemu');
+/** What booting the guest image needs on the host: QEMU alone. */
+export const IMAGE_TOOLS = toolsFor('image');
 export const LAB_TOOLS = toolsFor('lab');
 /** Programs the host backend itself runs. */
 export const HOST_TOOLS = toolsFor('host');
