@@ -4,7 +4,8 @@
 //
 // User-facing settings (documented in the README and `--help`):
 //   LAB_KERNEL       guest kernel image when no --kernel is given
-//   LAB_ACCEL        auto | kvm | tcg (default auto: probe KVM, else TCG)
+//   LAB_ACCEL        auto | kvm | hvf | tcg (default auto: the host's accelerator when it works, else TCG)
+//   LAB_ARCH         amd64 | arm64: the guest's architecture when no --arch is given (default: the host's)
 //   LAB_CACHE_DIR    kernels, initramfs images, the KVM verdict (default ~/.cache/sockmap-labs)
 //   LAB_STATE_HOME   where progress is kept (default $XDG_STATE_HOME or ~/.local/state)
 //   LAB_VM_DIR       the warm VM's state folder (default <cache>/vm): a second warm VM
@@ -13,12 +14,13 @@
 //   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
 import os from 'node:os';
 import path from 'node:path';
+import { GUEST_ARCHES, hostArch, type GuestArch } from './arch.ts';
 import { UserError } from './errors.ts';
 import { projectRoot } from './paths.ts';
 
 export const BACKENDS = ['qemu', 'vng', 'host'] as const;
 export type BackendName = (typeof BACKENDS)[number];
-const ACCEL_REQUESTS = ['auto', 'kvm', 'tcg'] as const;
+const ACCEL_REQUESTS = ['auto', 'kvm', 'hvf', 'tcg'] as const;
 export type AccelRequest = (typeof ACCEL_REQUESTS)[number];
 const TRANSPORTS = ['ssh', 'serial'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
@@ -51,8 +53,14 @@ interface MachineSettings {
    * network, no keys; the guest image's way, see vm/serial.ts).
    */
   transport: Transport;
-  /** What a QEMU guest boots: the host's root shared read-only, or the guest image (`npm run image build`; serial transport). */
+  /**
+   * What a QEMU guest boots: the guest image (the default: `npm run image build`;
+   * serial transport), or the host's root shared read-only (--rootfs host; the
+   * default with --kernel, LAB_TRANSPORT=ssh, or another backend).
+   */
   rootfs: Rootfs;
+  /** The guest's architecture (--arch, LAB_ARCH; default the host's). Another than the host's needs the guest image, and runs under TCG. */
+  arch: GuestArch;
   memoryMb: number;
   cpus: number;
   /** false: never attach to the warm VM. */
@@ -92,6 +100,7 @@ export interface Config {
 interface Flags {
   backend?: string;
   rootfs?: string;
+  arch?: string;
   kernel?: string | string[];
   memory?: string | number;
   timeoutScale?: string | number;
@@ -104,6 +113,7 @@ export function flagsFrom(o: Record<string, unknown>): Flags {
   return {
     backend: o.backend as string | undefined,
     rootfs: o.rootfs as string | undefined,
+    arch: o.arch as string | undefined,
     kernel: o.kernel as string[] | string | undefined,
     memory: o.memory as string | undefined,
     timeoutScale: o.timeoutScale as string | undefined,
@@ -166,17 +176,35 @@ function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
 export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.env): Config {
   const help = 'npm run lab -- --help';
   const backend = oneOf('backend', flags.backend ?? 'qemu', BACKENDS, `use one of: ${BACKENDS.map((b) => `--backend ${b}`).join(', ')}`);
-  const accel = oneOf('LAB_ACCEL', env.LAB_ACCEL ?? 'auto', ACCEL_REQUESTS, 'unset LAB_ACCEL, or set it to auto, kvm or tcg');
+  const accel = oneOf('LAB_ACCEL', env.LAB_ACCEL ?? 'auto', ACCEL_REQUESTS, 'unset LAB_ACCEL, or set it to auto, kvm, hvf or tcg');
   const named = flags.kernel === undefined ? [] : Array.isArray(flags.kernel) ? flags.kernel : [flags.kernel];
   const fromEnv = !named.length && !!env.LAB_KERNEL;
+  const transport = env.LAB_TRANSPORT ? oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT, TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial') : undefined;
+  // The guest image unless something asks for the host's root: a kernel of one's
+  // own, SSH (the image has no sshd), or a backend that runs on the host's root.
+  const rootfs = flags.rootfs
+    ? oneOf('--rootfs', flags.rootfs, ROOTFS, 'use --rootfs image (the guest image: npm run image build) or --rootfs host (the host root shared read-only)')
+    : backend !== 'qemu' || named.length || fromEnv || transport === 'ssh'
+      ? 'host'
+      : 'image';
+  const archFix = `use --arch ${GUEST_ARCHES.join(' or --arch ')}, or unset LAB_ARCH`;
+  const archAsked = flags.arch ?? env.LAB_ARCH;
+  const arch = archAsked ? oneOf(flags.arch ? '--arch' : 'LAB_ARCH', archAsked, GUEST_ARCHES, archFix) : (hostArch() ?? 'amd64');
+  if (arch !== hostArch() && rootfs === 'host')
+    throw new UserError(
+      `an ${arch} guest needs the guest image: ${backend === 'qemu' ? 'the host root (--rootfs host)' : `--backend ${backend}`} runs on this machine's own ${hostArch() ?? process.arch} programs`,
+      `npm run lab -- <lab> --arch ${arch}   (the guest image, qemu backend; build it with: npm run image build -- --arch ${arch})`,
+    );
+  if (rootfs === 'image' && transport === 'ssh') throw new UserError('the guest image has no SSH server: it is reached over virtio-serial only', 'unset LAB_TRANSPORT, or use --rootfs host');
   return {
     machine: {
       backend,
       kernels: named.length ? named : fromEnv ? [env.LAB_KERNEL!] : [],
       kernelSource: named.length ? 'option' : fromEnv ? 'env' : 'default',
       accel,
-      transport: oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT ?? 'ssh', TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial'),
-      rootfs: oneOf('--rootfs', flags.rootfs ?? 'host', ROOTFS, 'use --rootfs host (the host root shared read-only) or --rootfs image (npm run image build first)'),
+      transport: rootfs === 'image' ? 'serial' : (transport ?? 'ssh'),
+      rootfs,
+      arch,
       memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,

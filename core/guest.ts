@@ -10,6 +10,8 @@ export interface GuestPaths {
   build: string;
   /** A writable scratch directory for lab state. */
   state: string;
+  /** The host folder the guest sees at `build`, when it is not the checkout's build/ (a guest-image VM's, vm/guest-build.ts). */
+  hostBuild?: string;
 }
 
 /** The QEMU guest's layout (see vm/guest/init). */
@@ -18,6 +20,9 @@ export const QEMU_GUEST_PATHS: GuestPaths = {
   build: '/run/sockmap-labs/project/build',
   state: '/run/sockmap-labs/state',
 };
+
+/** A guest-image VM: its lab programs are built in the guest into a share of their own (vm/guest-build.ts), `hostBuild` on the host. */
+export const imageGuestPaths = (hostBuild: string): GuestPaths => ({ ...QEMU_GUEST_PATHS, build: '/run/sockmap-labs/build', hostBuild });
 
 /** Paths for a guest that sees the checkout where the host has it (vng, host). */
 export function sharedCheckoutPaths(project: string, state: string): GuestPaths {

@@ -3,6 +3,7 @@
 // Each command builds its configuration once (core/config.ts), from its flags
 // and the environment, and passes it down.
 import { Command, Option } from 'commander';
+import { GUEST_ARCHES } from '../core/arch.ts';
 import { BACKENDS, buildConfig, flagsFrom, ROOTFS } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { EXIT } from '../core/exit.ts';
@@ -29,6 +30,11 @@ function fail(e: unknown): never {
   throw e;
 }
 
+/** --rootfs: no commander default, so core/config.ts can tell "not asked" (the image, or the host root when --kernel asks for it). */
+const rootfsOption = () =>
+  new Option('--rootfs <what>', "the guest's root: the guest image (default; npm run image build), or the host's root shared read-only (default with --kernel, LAB_TRANSPORT=ssh or another backend)").choices(ROOTFS);
+const archOption = () => new Option('--arch <arch>', "the guest's architecture (default: LAB_ARCH, else this machine's); another than this machine's runs under TCG").choices(GUEST_ARCHES);
+
 const program = new Command('sockmap-labs')
   .description('Learn Linux eBPF SOCKMAP/SOCKHASH by doing: every lab step runs in a real kernel VM and is checked.')
   .showHelpAfterError()
@@ -41,7 +47,8 @@ program
   .description('run labs in a throw-away VM (or "list" them)')
   .argument('[labs...]', 'lab numbers, names or "all"; or one of: list, next, reset [N], solution N, validate, new NAME')
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
-  .addOption(new Option('--rootfs <what>', "the guest's root: the host's, shared read-only, or the guest image (npm run image build; new, not yet the default)").choices(ROOTFS).default('host'))
+  .addOption(rootfsOption())
+  .addOption(archOption())
   .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
@@ -67,13 +74,15 @@ Examples:
   npm run lab 3 -- --step        pause before each step, to read and predict
   npm run lab solution 5         the answer to lab 05's exercise, as a diff with your file
   npm run lab solution 5 -- --apply    put the answer in place
-  npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64
+  npm run lab 1 -- --arch arm64   lab 01 in an arm64 guest (npm run image build -- --arch arm64 first)
+  npm run lab 1 -- --rootfs host  lab 01 on the host's root and tools, shared read-only (kernel developers)
+  npm run lab 1 -- --kernel /boot/vmlinuz-6.12.0-amd64   your own kernel (on the host's root)
   npm run lab all -- --kernel A --kernel B        every lab on two kernels, then a lab × kernel table
   npm run lab all -- --reporter junit --output results.xml
   npm run lab all -- --reporter html --output report.html   the whole run as one page
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
-Environment: LAB_KERNEL (kernel image), LAB_ACCEL=auto|kvm|tcg, LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
+Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm|hvf|tcg, LAB_TRANSPORT=ssh|serial (host root), LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
 Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
   )
   .action(async (labs: string[], o) => {
@@ -133,7 +142,8 @@ const vm = program.command('vm').description('a warm VM that stays up between ru
 vm.command('up')
   .description('boot a VM that stays up; lab runs then attach to it instead of booting')
   .addOption(new Option('-b, --backend <name>', 'the warm VM is a qemu VM; vng and host are refused, with the reason').choices(BACKENDS).default('qemu'))
-  .addOption(new Option('--rootfs <what>', "the guest's root: the host's, or the guest image").choices(ROOTFS).default('host'))
+  .addOption(rootfsOption())
+  .addOption(archOption())
   .option('-k, --kernel <path>', 'guest kernel image')
   .option('-m, --memory <MiB>', 'guest memory (256 to 65536)', '1024')
   .action(async (o) => {
@@ -176,6 +186,8 @@ program
   .command('doctor')
   .description('check everything the labs need, with the exact fix for each miss')
   .option('-k, --kernel <path>', 'check this guest kernel instead of the default one')
+  .addOption(rootfsOption())
+  .addOption(archOption())
   .addOption(new Option('-b, --backend <name>', 'check for this backend: vng adds virtme-ng and what its guest takes from the host; host checks the host kernel the steps would run on').choices(BACKENDS).default('qemu'))
   .addHelpText('after', '\nExit status: 0 when nothing is missing (warnings allowed), 1 otherwise.')
   .action(async (o) => {

@@ -1,13 +1,15 @@
 // `npm run doctor`: everything the labs need, checked, each miss with the exact
 // command that fixes it. The session (vm/session.ts) runs the same machine
 // checks (vm/preflight.ts) before it boots; doctor adds what the labs need.
-// `doctor --backend host` checks the host kernel instead (hostChecks).
+// `doctor --backend host` checks the host kernel instead (hostChecks). In the
+// default mode, the guest image, the host needs QEMU only: doctor checks that,
+// the image, and the accelerator; `--rootfs host` adds the host's lab tools.
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Config } from '../core/config.ts';
 import { hostConfigFile, probeHost, readHostConfig } from '../vm/host.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
-import { accelCheck, bootChecks, kernelChecks, toolCheck, vngCheck, type Check } from '../vm/preflight.ts';
+import { accelCheck, bootChecks, imageChoice, kernelChecks, toolCheck, vngCheck, type Check } from '../vm/preflight.ts';
 import { kernelChoice } from '../vm/session.ts';
 import { HOST_TOOLS, LAB_TOOLS, type Tool } from '../vm/tools.ts';
 import { discoverLabs, loadLab } from './labs.ts';
@@ -51,9 +53,12 @@ function libbpfCheck(): Check {
 
 export async function allChecks(cfg: Config): Promise<Check[]> {
   if (cfg.machine.backend === 'host') return hostChecks(cfg);
+  const { machine, places } = cfg;
+  // The guest image holds every program the labs run: the host needs QEMU alone.
+  const image = machine.rootfs === 'image';
   const checks: Check[] = [nodeCheck()];
-  const boot = await bootChecks(cfg.places.cacheDir);
-  const choice = kernelChoice(cfg, cfg.machine.kernels[0]);
+  const boot = await bootChecks(places.cacheDir, machine.rootfs, machine.arch);
+  const choice = image ? await imageChoice(places.cacheDir, machine.arch) : kernelChoice(cfg, machine.kernels[0]);
   checks.push(...boot, ...kernelChecks(choice));
   if (cfg.machine.backend === 'vng') checks.push(vngCheck());
   const labOptions = choice.config && labOptionsCheck(choice.config, cfg.places.labsDir);
@@ -62,9 +67,10 @@ export async function allChecks(cfg: Config): Promise<Check[]> {
   const canBoot = choice.kernel && !boot.some((c) => c.level === 'fail');
   checks.push(
     canBoot
-      ? await accelCheck(choice.kernel!, cfg.machine.accel, cfg.places.cacheDir)
-      : { name: 'acceleration', level: 'warn', detail: 'not known until QEMU and the guest kernel above are in place' },
+      ? await accelCheck(choice.kernel!, machine.accel, places.cacheDir, { arch: machine.arch, initramfs: choice.image?.initramfs })
+      : { name: 'acceleration', level: 'warn', detail: `not known until QEMU and the guest ${image ? 'image' : 'kernel'} above are in place` },
   );
+  if (image) return checks;
   checks.push(...LAB_TOOLS.map((t) => toolCheck(t)));
   checks.push(libbpfCheck());
   checks.push(...GUEST_PROGRAMS.map((t) => toolCheck(t, 'warn')));

@@ -2,12 +2,13 @@
 // step with its timeout and checks, and always tear down what the lab made.
 import fs from 'node:fs';
 import path from 'node:path';
-import { guestPathVar, PIN_ROOT } from '../core/guest.ts';
+import { guestPathVar, PIN_ROOT, type GuestPaths } from '../core/guest.ts';
 import { projectRoot } from '../core/paths.ts';
 import { shq } from '../core/shell.ts';
 import type { Backend, ExecResult } from '../vm/backend.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
 import { evaluate, type CheckResult } from './checks.ts';
+import type { RunFingerprint } from './fingerprint.ts';
 import type { LabSpec, Step } from './lab-schema.ts';
 import type { LoadedLab } from './labs.ts';
 
@@ -30,6 +31,8 @@ export interface MachineInfo {
   backend: string;
   kernelRelease: string;
   accel: string;
+  /** What the run ran on, for comparing and repeating it (runner/fingerprint.ts); run-labs sets it for every machine. */
+  fingerprint?: RunFingerprint;
 }
 
 export interface LabResult {
@@ -111,9 +114,9 @@ const TEARDOWN_GRACE_MS = 10_000;
  * Compiler flags for a BPF program built in the guest (exercises): the ones
  * bpf/Makefile builds our own programs with, which it writes to build/bpf-cflags.
  */
-function bpfCflags(): string {
+function bpfCflags(p: GuestPaths): string {
   try {
-    return fs.readFileSync(path.join(projectRoot, 'build/bpf-cflags'), 'utf8').trim();
+    return fs.readFileSync(path.join(p.hostBuild ?? path.join(projectRoot, 'build'), 'bpf-cflags'), 'utf8').trim();
   } catch {
     return ''; // not built yet: an exercise's compile step then says what is missing
   }
@@ -128,7 +131,7 @@ function labEnv(lab: LoadedLab, backend: Backend, solutions = false): Record<str
   return {
     LAB: labDir,
     EXERCISE: `${labDir}/${solutions ? 'solution' : 'exercise'}`,
-    BPF_CFLAGS: bpfCflags(),
+    BPF_CFLAGS: bpfCflags(p),
     STATE: `${p.state}/${lab.id}`,
     PIN: `${PIN_ROOT}/${lab.id}`,
     BUILD: p.build,

@@ -1,13 +1,16 @@
 // A run as one page: a self-contained HTML document (inline CSS, no scripts,
 // no network) with, per lab, its text, each step's command, output and
 // verdict, a failed step's expected vs. got, the durations, the kernel and
-// accel, and, when the run measured it, the SOCKMAP support matrix as coloured
+// accel, each machine's fingerprint (runner, backend, arch, kernel, accel,
+// guest image) in the header, and, when the run measured it, the SOCKMAP
+// support matrix as coloured
 // grids. Used by the html reporter (runner/reporters/html.ts) and by
 // `npm run matrix -- --html FILE`. Everything from outside (lab texts, commands,
 // output) is escaped; lab markdown goes through marked with raw HTML turned
 // into text.
 import { Marked, type Tokens } from 'marked';
 import type { LabResult, MachineInfo, StepResult } from './executor.ts';
+import { imageText } from './fingerprint.ts';
 import { loadCheatsheet, type Cheatsheet } from './matrix/cheatsheet.ts';
 import { diffAll } from './matrix/diff.ts';
 import { diffHtml, esc, matrixGridHtml, slug } from './matrix/html.ts';
@@ -145,6 +148,8 @@ pre { background: var(--panel); border: 1px solid var(--line); border-radius: 6p
 .summary { font-size: 16px; margin: 6px 0; }
 table.machines, table.toc { border-collapse: collapse; margin: 8px 0; }
 table.machines td, table.machines th, table.toc td { border: 1px solid var(--line); padding: 3px 10px; text-align: left; }
+table.machines caption { text-align: left; font-weight: 600; color: var(--muted); padding-bottom: 2px; }
+code.digest { font-size: 12px; word-break: break-all; }
 .lab { border-top: 3px solid var(--line); margin-top: 24px; }
 .lab.failed { border-top-color: var(--fail); }
 .lab.passed { border-top-color: var(--pass); }
@@ -218,7 +223,7 @@ export function matricesFromResults(results: LabResult[]): { matrices: Matrix[];
       const biggest = found.sort((a, b) => b.redirect.length + b.insert.length - (a.redirect.length + a.insert.length))[0];
       // Only a full run is a matrix worth a grid; a step probing one cell is text enough.
       if (!biggest || biggest.redirect.length < 36) continue;
-      const m = { ...biggest, accel: r.machine?.accel, backend: r.machine?.backend };
+      const m = { ...biggest, accel: r.machine?.accel, backend: r.machine?.backend, fingerprint: r.machine?.fingerprint };
       steps.set(s, m);
       matrices.push(m);
     }
@@ -244,7 +249,8 @@ export function renderHtmlReport(input: HtmlReportInput): string {
       /* the grids stand without it */
     }
   }
-  const machines = [...new Map([...(input.machines ?? []), ...results.flatMap((r) => (r.machine ? [r.machine] : []))].map((m) => [`${m.backend}/${m.kernelRelease}/${m.accel}`, m])).values()];
+  const machineKey = (m: MachineInfo) => `${m.backend}/${m.kernelRelease}/${m.accel}/${m.fingerprint ? JSON.stringify(m.fingerprint) : ''}`;
+  const machines = [...new Map([...(input.machines ?? []), ...results.flatMap((r) => (r.machine ? [r.machine] : []))].map((m) => [machineKey(m), m])).values()];
   const count = (s: string) => results.filter((r) => r.status === s).length;
   const stepsFailed = results.flatMap((r) => r.steps).filter((s) => s.status === 'failed').length;
   const total = input.durationMs ?? results.reduce((t, r) => t + r.durationMs, 0);
@@ -260,9 +266,12 @@ export function renderHtmlReport(input: HtmlReportInput): string {
     );
   if (machines.length)
     body.push(
-      `<table class="machines"><thead><tr><th>backend</th><th>kernel</th><th>accel</th></tr></thead><tbody>${machines
-        .map((m) => `<tr><td>${esc(m.backend)}</td><td><code>${esc(m.kernelRelease)}</code></td><td>${esc(m.accel)}</td></tr>`)
-        .join('')}</tbody></table>`,
+      `<div class="fingerprint"><table class="machines"><caption>Fingerprint</caption><thead><tr><th>runner</th><th>backend</th><th>arch</th><th>kernel</th><th>accel</th><th>guest image</th></tr></thead><tbody>${machines
+        .map((m) => {
+          const f = m.fingerprint;
+          return `<tr><td>${esc(f?.runner ?? '')}</td><td>${esc(m.backend)}</td><td>${esc(f?.arch ?? '')}</td><td><code>${esc(m.kernelRelease)}</code></td><td>${esc(m.accel)}</td><td>${f ? `<code class="digest">${esc(imageText(f))}</code>` : ''}</td></tr>`;
+        })
+        .join('')}</tbody></table></div>`,
     );
   if (results.length || matrices.length) {
     const toc = results.map((r) => {

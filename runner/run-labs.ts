@@ -6,6 +6,7 @@ import { UserError } from '../core/errors.ts';
 import { EXIT, exitCodeFor } from '../core/exit.ts';
 import { onEachMachine, type SessionUi } from '../vm/session.ts';
 import { formatChecks } from './doctor.ts';
+import { fingerprintOf, runnerVersion } from './fingerprint.ts';
 import { fanOut, QUIT_BY_YOU, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
 import { discoverLabs, loadLab, selectLabs } from './labs.ts';
 import { loadProgress, recordResult, saveProgress } from './progress.ts';
@@ -100,11 +101,13 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
     }),
   );
   const results: LabResult[] = [];
+  // Read once: package.json's version and the checkout's commit, for every machine's fingerprint.
+  const runner = runnerVersion();
   let interrupted: NodeJS.Signals | undefined;
   try {
     const ui = sessionUi({ tty, notice: (s) => reporter.notice(s), what: 'the step', out: o.out });
     interrupted = await onEachMachine(cfg, ui, async ({ backend, info, config, signal }) => {
-      const machine: MachineInfo = { backend: info.backend, kernelRelease: info.kernelRelease, accel: info.accel };
+      const machine: MachineInfo = { backend: info.backend, kernelRelease: info.kernelRelease, accel: info.accel, fingerprint: fingerprintOf(info, runner) };
       reporter.machineStart(machine);
       // Scaled by the accelerator really in use (a KVM that failed its probe means TCG).
       const scale = cfg.machine.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1);

@@ -21,13 +21,37 @@ describe('buildConfig', () => {
 
   it('reads the accelerator from LAB_ACCEL, in any case', () => {
     expect(buildConfig({}, { LAB_ACCEL: 'TCG' }).machine.accel).toBe('tcg');
-    expect(refused(() => buildConfig({}, { LAB_ACCEL: 'hvf' })).message).toMatch(/LAB_ACCEL "hvf" is not one of auto, kvm, tcg/);
+    expect(refused(() => buildConfig({}, { LAB_ACCEL: 'xen' })).message).toMatch(/LAB_ACCEL "xen" is not one of auto, kvm, hvf, tcg/);
   });
 
-  it('the transport is ssh unless LAB_TRANSPORT asks for serial', () => {
-    expect(buildConfig({}, {}).machine.transport).toBe('ssh');
-    expect(buildConfig({}, { LAB_TRANSPORT: 'serial' }).machine.transport).toBe('serial');
+  it('boots the guest image over virtio-serial by default; the host root over ssh unless LAB_TRANSPORT asks for serial', () => {
+    expect(buildConfig({}, {}).machine).toMatchObject({ rootfs: 'image', transport: 'serial' });
+    expect(buildConfig({ rootfs: 'host' }, {}).machine).toMatchObject({ rootfs: 'host', transport: 'ssh' });
+    expect(buildConfig({ rootfs: 'host' }, { LAB_TRANSPORT: 'serial' }).machine.transport).toBe('serial');
     expect(refused(() => buildConfig({}, { LAB_TRANSPORT: 'vsock' })).message).toMatch(/LAB_TRANSPORT "vsock" is not one of ssh, serial/);
+    expect(refused(() => buildConfig({ rootfs: 'image' }, { LAB_TRANSPORT: 'ssh' })).message).toMatch(/guest image has no SSH server/);
+  });
+
+  it('takes the host root when asked for something only it has: a kernel of ones own, SSH, another backend', () => {
+    expect(buildConfig({ kernel: '/boot/vmlinuz-6.1' }, {}).machine.rootfs).toBe('host');
+    expect(buildConfig({}, { LAB_KERNEL: '/boot/vmlinuz-6.1' }).machine.rootfs).toBe('host');
+    expect(buildConfig({}, { LAB_TRANSPORT: 'ssh' }).machine).toMatchObject({ rootfs: 'host', transport: 'ssh' });
+    expect(buildConfig({ backend: 'vng' }, {}).machine.rootfs).toBe('host');
+    expect(buildConfig({ backend: 'host' }, {}).machine.rootfs).toBe('host');
+  });
+
+  it("picks the guest's architecture from --arch, then LAB_ARCH, else the host's; another than the host's needs the image", () => {
+    const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+    const other = host === 'amd64' ? 'arm64' : 'amd64';
+    expect(buildConfig({}, {}).machine.arch).toBe(host);
+    expect(buildConfig({}, { LAB_ARCH: other }).machine.arch).toBe(other);
+    expect(buildConfig({ arch: host }, { LAB_ARCH: other }).machine.arch).toBe(host);
+    expect(refused(() => buildConfig({ arch: 'riscv64' }, {})).message).toMatch(/--arch "riscv64" is not one of amd64, arm64/);
+    expect(refused(() => buildConfig({}, { LAB_ARCH: 'x86' })).message).toMatch(/LAB_ARCH "x86" is not one of amd64, arm64/);
+    const e = refused(() => buildConfig({ arch: other, rootfs: 'host' }, {}));
+    expect(e.message).toMatch(new RegExp(`an ${other} guest needs the guest image`));
+    expect(e.fix).toContain(`npm run image build -- --arch ${other}`);
+    expect(refused(() => buildConfig({ arch: other, backend: 'host' }, {})).message).toMatch(/--backend host runs on this machine's own/);
   });
 
   it('refuses a backend it does not know', () => {

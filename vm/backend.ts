@@ -28,8 +28,12 @@ export interface BackendInfo {
   backend: BackendName;
   /** `uname -r` of the kernel the steps run on. */
   kernelRelease: string;
-  /** e.g. 'kvm', 'tcg', or 'none' for the host backend. */
+  /** e.g. 'kvm', 'hvf', 'tcg', or 'none' for the host backend. */
   accel: string;
+  /** The guest's architecture (Debian's name: amd64, arm64). */
+  arch?: string;
+  /** The guest image's digest (its manifest's `digest`, sha256 hex) when the VM booted the guest image. */
+  imageDigest?: string;
   /** Serial console log, when there is one. */
   consoleLog?: string;
 }

@@ -8,10 +8,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { GUEST_ARCHES, hostArch, type GuestArch } from '../core/arch.ts';
 import { UserError } from '../core/errors.ts';
 
-export const IMAGE_ARCHES = ['amd64', 'arm64'] as const;
-export type ImageArch = (typeof IMAGE_ARCHES)[number];
+export { hostArch };
+export const IMAGE_ARCHES = GUEST_ARCHES;
+export type ImageArch = GuestArch;
 
 /** The files of an image folder besides its manifest, in the order an export writes them (kernel.config: the kernel's build config, for the host's checks of what labs need). */
 export const IMAGE_FILES = ['vmlinuz', 'initramfs.cpio.gz', 'kernel.config', 'rootfs.erofs'] as const;
@@ -47,11 +49,6 @@ export interface ImageManifest {
 /** The commands that fix a bad image, for every message below. */
 export const buildFix = (arch: ImageArch) => `npm run image build${arch === hostArch() ? '' : ` -- --arch ${arch}`}`;
 const fixFor = (arch: ImageArch) => `${buildFix(arch)}   (or, from an instructor's file: npm run image import FILE)`;
-
-/** The guest architecture matching this machine, if it is one an image exists for. */
-export function hostArch(): ImageArch | undefined {
-  return process.arch === 'x64' ? 'amd64' : process.arch === 'arm64' ? 'arm64' : undefined;
-}
 
 export function isImageArch(a: string): a is ImageArch {
   return (IMAGE_ARCHES as readonly string[]).includes(a);

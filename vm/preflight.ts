@@ -7,11 +7,12 @@ import path from 'node:path';
 import type { AccelRequest, Rootfs } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { which } from '../core/which.ts';
-import { chooseAccel, kvmDeviceUsable } from './accel.ts';
-import { hostArch, openImage, type GuestImage } from './image-verify.ts';
+import { chooseAccel } from './accel.ts';
+import type { GuestArch } from '../core/arch.ts';
+import { openImage, type GuestImage } from './image-verify.ts';
 import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
-import { IMAGE_TOOLS, QEMU_TOOLS, type Tool } from './tools.ts';
+import { imageTools, installCommand, QEMU_TOOLS, type Tool } from './tools.ts';
 import { checkVngHost } from './vng.ts';
 
 type Level = 'ok' | 'warn' | 'fail';
@@ -27,7 +28,7 @@ export function toolCheck(t: Tool, level: Level = 'fail'): Check {
   const found = which(t.bin);
   return found
     ? { name: path.basename(t.bin), level: 'ok', detail: found }
-    : { name: path.basename(t.bin), level, detail: `missing: ${t.why}`, fix: `sudo apt-get install -y ${t.pkg}` };
+    : { name: path.basename(t.bin), level, detail: `missing: ${t.why}`, fix: installCommand([t]) };
 }
 
 /** A guest kernel, resolved once for a run: the kernel and its build config, or why there is none. */
@@ -39,11 +40,9 @@ export interface KernelChoice {
   image?: GuestImage;
 }
 
-/** The guest image of this machine's architecture (checked: never a corrupt one), with its kernel. */
-export async function imageChoice(cacheDir: string): Promise<KernelChoice> {
+/** The guest image for this architecture (checked: never a corrupt one), with its kernel. */
+export async function imageChoice(cacheDir: string, arch: GuestArch): Promise<KernelChoice> {
   try {
-    const arch = hostArch();
-    if (!arch) throw new UserError(`no guest image is made for a ${process.arch} host`, 'use --rootfs host');
     const image = await openImage(cacheDir, arch);
     const kernel: Kernel = { image: image.kernel, release: image.manifest.kernelRelease, modulesDir: '', configPath: image.config, source: 'image' };
     return { kernel, config: readConfig(kernel), image };
@@ -109,8 +108,8 @@ function diskCheck(cacheDir: string): Check {
  * What booting a VM needs on the host: QEMU and its helpers, a static busybox,
  * a port, a writable cache. The guest image brings all but QEMU and the cache.
  */
-export async function bootChecks(cacheDir: string, rootfs: Rootfs = 'host'): Promise<Check[]> {
-  if (rootfs === 'image') return [...IMAGE_TOOLS.map((t) => toolCheck(t)), diskCheck(cacheDir)];
+export async function bootChecks(cacheDir: string, rootfs: Rootfs = 'host', arch: GuestArch = 'amd64'): Promise<Check[]> {
+  if (rootfs === 'image') return [...imageTools(arch).map((t) => toolCheck(t)), diskCheck(cacheDir)];
   const checks: Check[] = QEMU_TOOLS.map((t) => toolCheck(t));
   try {
     checks.push({ name: 'busybox', level: 'ok', detail: `${findStaticBusybox()} (static)` });
@@ -135,16 +134,15 @@ export function vngCheck(): Check {
  * The accelerator a run would use, found the way a run finds it (the same
  * probe boot, whose verdict is kept): what doctor reports.
  */
-export async function accelCheck(kernel: Kernel, request: AccelRequest, cacheDir: string): Promise<Check> {
+export async function accelCheck(kernel: Kernel, request: AccelRequest, cacheDir: string, o: { arch?: GuestArch; initramfs?: string } = {}): Promise<Check> {
   if (request === 'tcg') return { name: 'acceleration', level: 'ok', detail: 'TCG software emulation (LAB_ACCEL=tcg)' };
-  if (request === 'auto' && !kvmDeviceUsable())
-    return { name: 'acceleration', level: 'warn', detail: 'no usable /dev/kvm: VMs run under TCG software emulation (slower, still correct)' };
   try {
-    const initrd = await ensureInitramfs(kernel, cacheDir);
-    const choice = await chooseAccel(kernel, initrd.path, request, cacheDir);
-    return choice.accel === 'kvm'
-      ? { name: 'acceleration', level: 'ok', detail: `KVM (${request === 'kvm' ? 'LAB_ACCEL=kvm' : 'a probe boot of this kernel confirmed it works'})` }
-      : { name: 'acceleration', level: 'warn', detail: choice.notice ?? 'TCG software emulation' };
+    // The guest image brings its initramfs; a VM on the host's root gets one built from the host's busybox.
+    const initrd = o.initramfs ?? (await ensureInitramfs(kernel, cacheDir)).path;
+    const choice = await chooseAccel(kernel, initrd, request, cacheDir, o.arch);
+    if (choice.accel === 'tcg') return { name: 'acceleration', level: 'warn', detail: choice.notice ?? 'TCG software emulation' };
+    const name = choice.accel === 'kvm' ? 'KVM' : 'HVF (Hypervisor.framework)';
+    return { name: 'acceleration', level: 'ok', detail: `${name} (${request === 'auto' ? 'a probe boot of this kernel confirmed it works' : `LAB_ACCEL=${request}`})` };
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     return { name: 'acceleration', level: 'fail', detail: e.message, fix: e.fix };

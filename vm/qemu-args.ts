@@ -11,9 +11,14 @@
 //           a virtio console for the shell, whose host ends are unix sockets that
 //           QEMU listens on (in the VM's own 0700 folder). See vm/serial.ts.
 
-export type Accel = 'kvm' | 'tcg';
+import type { GuestArch } from '../core/arch.ts';
+
+/** kvm (Linux, guest arch = host arch), hvf (macOS, likewise), or tcg (software, any guest on any host). */
+export type Accel = 'kvm' | 'hvf' | 'tcg';
 
 export interface QemuArgsInput {
+  /** The guest's architecture (default amd64): x86_64 on q35, or arm64 on the virt machine. */
+  arch?: GuestArch;
   kernelImage: string;
   kernelRelease: string;
   initramfs: string;
@@ -24,8 +29,10 @@ export interface QemuArgsInput {
   sshPort?: number;
   /** The serial transport: where QEMU listens for the step agent's port and the shell's console. */
   serial?: SerialSockets;
-  /** Host directories shared into the guest, by 9p mount tag. */
+  /** Host directories shared into the guest, by 9p mount tag; read-only unless named in `writable`. */
   shares: Record<string, string>;
+  /** Tags of shares the guest may write to (the guest image's build folder while it builds). */
+  writable?: string[];
   /** A read-only root disk (the guest image's rootfs.erofs), the guest's /dev/vda. */
   disk?: string;
   /** Extra kernel command line words. */
@@ -53,35 +60,43 @@ export const vmName = (runTag?: string) => `sockmap-labs${runTag ? `-${runTag}` 
 export const QBOOT = '/usr/share/qemu/qboot.rom';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
+/** The QEMU program for each guest architecture. */
+export const QEMU_BINARIES: Record<GuestArch, string> = { amd64: QEMU_BINARY, arm64: 'qemu-system-aarch64' };
 
-export function kernelCommandLine(release: string, extra: string[] = []): string {
+export function kernelCommandLine(release: string, extra: string[] = [], arch: GuestArch = 'amd64'): string {
   return [
-    'console=ttyS0',
+    // The first serial port: the 8250 UART on x86, the PL011 on arm64's virt machine.
+    arch === 'arm64' ? 'console=ttyAMA0' : 'console=ttyS0',
     'quiet',
     'panic=-1', // reboot at once on panic; with -no-reboot QEMU then exits
     'oops=panic',
     'mitigations=off', // a throw-away VM; speculation mitigations only slow TCG down
-    'tsc=reliable',
-    'no_timer_check',
+    // x86 only: trust the TSC (no calibration, no watchdog), one 8250 UART probed instead of four.
+    ...(arch === 'arm64' ? [] : ['tsc=reliable', 'no_timer_check']),
     'random.trust_cpu=on',
-    '8250.nr_uarts=1',
+    ...(arch === 'arm64' ? [] : ['8250.nr_uarts=1']),
     `sml.modver=${release}`,
     ...extra,
   ].join(' ');
 }
 
+/** -machine, -accel and -cpu for a guest architecture and accelerator. */
+function machineArgs(arch: GuestArch, accel: Accel): string[] {
+  const tcg = accel === 'tcg';
+  // TCG: the CPU model with every feature QEMU emulates; on arm64 with QEMU's
+  // cheap pointer-authentication algorithm (the architected one costs ~10% under TCG).
+  const cpu = !tcg ? 'host' : arch === 'arm64' ? 'max,pauth-impdef=on' : 'max';
+  return ['-machine', arch === 'arm64' ? 'virt' : 'q35', '-accel', tcg ? 'tcg,thread=multi' : accel, '-cpu', cpu];
+}
+
 export function buildQemuArgs(i: QemuArgsInput): string[] {
+  const arch = i.arch ?? 'amd64';
   const args = [
     '-nodefaults',
     '-no-user-config',
     '-nographic',
     '-no-reboot',
-    '-machine',
-    'q35',
-    '-accel',
-    i.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-    '-cpu',
-    i.accel === 'kvm' ? 'host' : 'max',
+    ...machineArgs(arch, i.accel),
     '-m',
     String(i.memoryMb),
     '-smp',
@@ -91,7 +106,7 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
     '-initrd',
     i.initramfs,
     '-append',
-    kernelCommandLine(i.kernelRelease, i.serial ? [SERIAL_TRANSPORT_WORD, ...(i.append ?? [])] : i.append),
+    kernelCommandLine(i.kernelRelease, i.serial ? [SERIAL_TRANSPORT_WORD, ...(i.append ?? [])] : i.append, arch),
     // The serial console goes to our stdout; signal=off keeps Ctrl-C ours.
     '-chardev',
     'stdio,id=console,signal=off',
@@ -102,7 +117,8 @@ export function buildQemuArgs(i: QemuArgsInput): string[] {
   if (i.name) args.push('-name', i.name.replace(/,/g, ',,'));
   for (const [tag, dir] of Object.entries(i.shares)) {
     // QEMU option values escape a comma by doubling it.
-    args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none,readonly=on,multidevs=remap`);
+    const ro = i.writable?.includes(tag) ? '' : ',readonly=on';
+    args.push('-fsdev', `local,id=fs_${tag},path=${dir.replace(/,/g, ',,')},security_model=none${ro},multidevs=remap`);
     args.push('-device', `virtio-9p-pci,fsdev=fs_${tag},mount_tag=${tag}`);
   }
   if (i.disk) args.push('-drive', `file=${i.disk.replace(/,/g, ',,')},if=virtio,format=raw,readonly=on`);

@@ -34,12 +34,14 @@ export class QemuProcess {
   constructor(
     args: string[],
     readonly logPath: string,
+    /** The QEMU program: qemuBinary(arch) for the guest's architecture. */
+    binary = QEMU_BINARY,
   ) {
     // QEMU writes its console (and its own errors) straight into the log file,
     // so a warm VM keeps working after the runner that started it exits.
     const log = fs.openSync(logPath, 'w', 0o600);
     // Own process group: the terminal's Ctrl-C reaches us, not QEMU; we stop it in order.
-    this.child = spawn(QEMU_BINARY, args, { stdio: ['ignore', log, log], detached: true });
+    this.child = spawn(binary, args, { stdio: ['ignore', log, log], detached: true });
     fs.closeSync(log);
     live.add(this.child);
     this.exited = new Promise((resolve) => {

@@ -14,11 +14,13 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../core/errors.ts';
-import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import type { GuestArch } from '../core/arch.ts';
+import { imageGuestPaths, QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath, type GuestPaths } from '../core/guest.ts';
 import { projectRoot } from '../core/paths.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
+import { BUILD_KEY_WORD, BUILD_SHARE_TAG, type GuestBuild } from './guest-build.ts';
 import type { Kernel } from './kernel.ts';
-import { buildQemuArgs, QBOOT, type Accel, type SerialSockets } from './qemu-args.ts';
+import { buildQemuArgs, QBOOT, QEMU_BINARIES, type Accel, type SerialSockets } from './qemu-args.ts';
 import { QemuProcess } from './qemu-process.ts';
 import { connectAgent, serialShell, type AgentLink } from './serial.ts';
 import { connectSsh, type SshTransport } from './ssh.ts';
@@ -45,6 +47,10 @@ interface QemuOptions {
   stepAgent?: boolean;
   /** Boot this root disk (the guest image's rootfs.erofs) instead of the host's root over 9p. */
   rootfsImage?: string;
+  /** The guest image's lab programs: their folder, shared at GuestPaths.build, and whether the guest builds them first. */
+  guestBuild?: GuestBuild;
+  /** The guest's architecture (default amd64; arm64 only with the guest image). */
+  arch?: GuestArch;
   /** Called with progress lines (a retried boot…). */
   log?: (line: string) => void;
   /** Where to keep the console log after the VM is gone. */
@@ -72,6 +78,9 @@ export interface VmHandle {
   kernelImage: string;
   kernelRelease: string;
   accel: Accel;
+  /** The guest image's VM: where its lab programs are on the host, and their key (vm/guest-build.ts). */
+  hostBuild?: string;
+  buildKey?: string;
 }
 
 function sshdConfig(): string {
@@ -123,9 +132,12 @@ const MAX_SOCKET_PATH = 107;
 /** The guest's markers that its side of each transport is up (vm/guest/stage2.sh). */
 const READY = { ssh: 'sml-stage2: SSHD-STARTED', serial: 'sml-stage2: AGENT-READY' };
 
+/** More time to boot when the guest builds its lab programs first (about a minute under TCG, arm64 on x86_64 slower). */
+const GUEST_BUILD_ALLOWANCE_MS = 600_000;
+
 export class QemuBackend implements Backend {
   readonly name = 'qemu' as const;
-  readonly paths = QEMU_GUEST_PATHS;
+  paths: GuestPaths;
   private qemu?: QemuProcess;
   private ssh?: SshTransport;
   /** The serial transport's session with the guest's step agent. */
@@ -137,7 +149,9 @@ export class QemuBackend implements Backend {
   /** Filled in by start(); for the benchmark. */
   timings: Record<string, number> = {};
 
-  constructor(private readonly o: QemuOptions) {}
+  constructor(private readonly o: QemuOptions) {
+    this.paths = o.guestBuild ? imageGuestPaths(o.guestBuild.dir) : QEMU_GUEST_PATHS;
+  }
 
   get transport(): Transport {
     return this.o.transport ?? 'ssh';
@@ -173,10 +187,11 @@ export class QemuBackend implements Backend {
     fs.mkdirSync(logDir, { recursive: true });
     const consoleLog = path.join(logDir, this.o.persistent ? 'console.log' : `console-${process.pid}.log`);
     let lastError = '';
+    if (this.o.guestBuild?.building) log('building the lab programs in the guest first (once per change to bpf/; about a minute under TCG)');
     for (let attempt = 0; attempt < 3; attempt++) {
       // A test may ask for a port (to hit a taken one); a retry takes any free port.
       const port = sockets ? undefined : attempt === 0 && this.o.sshPort ? this.o.sshPort : await freePort();
-      this.qemu = new QemuProcess(this.qemuArgs(port, sockets), consoleLog);
+      this.qemu = new QemuProcess(this.qemuArgs(port, sockets), consoleLog, QEMU_BINARIES[this.o.arch ?? 'amd64']);
       this.timings.spawned = Date.now() - t0;
       try {
         if (sockets) this.link = await this.connectSerial(sockets.agentSocket, signal);
@@ -202,6 +217,8 @@ export class QemuBackend implements Backend {
         throw this.bootError(e as Error, consoleLog);
       }
       this.timings.ready = Date.now() - t0;
+      // The guest built its programs (its agent, one of them, answered): keep them for the next VMs.
+      if (this.o.guestBuild?.building) this.paths = { ...this.paths, hostBuild: this.o.guestBuild.keep() };
       const uname = this.link ? await this.link.agent.exec('uname -r', { timeoutMs: 30_000 }) : await this.ssh!.run('uname -r');
       this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel, consoleLog };
       this.handle = {
@@ -212,6 +229,7 @@ export class QemuBackend implements Backend {
         kernelImage: kernel.image,
         kernelRelease: this.info.kernelRelease,
         accel,
+        ...(this.o.guestBuild ? { hostBuild: this.paths.hostBuild, buildKey: this.o.guestBuild.key } : {}),
       };
       return this.info;
     }
@@ -219,8 +237,10 @@ export class QemuBackend implements Backend {
   }
 
   private qemuArgs(port: number | undefined, serial: SerialSockets | undefined): string[] {
-    const { kernel } = this.o;
+    const { kernel, guestBuild } = this.o;
+    const arch = this.o.arch ?? 'amd64';
     return buildQemuArgs({
+      arch,
       kernelImage: kernel.image,
       kernelRelease: kernel.release,
       initramfs: this.o.initramfs,
@@ -229,13 +249,15 @@ export class QemuBackend implements Backend {
       cpus: this.o.cpus,
       sshPort: port,
       serial,
-      bios: fs.existsSync(QBOOT) ? QBOOT : undefined,
+      // qboot (x86 only) boots a -kernel faster than SeaBIOS; arm64's virt machine needs no firmware.
+      bios: arch === 'amd64' && fs.existsSync(QBOOT) ? QBOOT : undefined,
       name: this.o.name,
-      append: this.o.kernelAppend,
-      // The guest image brings its own root and modules: only the checkout (and this VM's files) are shared.
+      append: [...(guestBuild?.building ? [`${BUILD_KEY_WORD}=${guestBuild.key}`] : []), ...(this.o.kernelAppend ?? [])],
+      // The guest image brings its own root and modules: only the checkout, its lab programs (and this VM's files) are shared.
       shares: this.o.rootfsImage
-        ? { project: projectRoot, vmstate: path.join(this.vmDir!, 'guest') }
+        ? { project: projectRoot, vmstate: path.join(this.vmDir!, 'guest'), ...(guestBuild ? { [BUILD_SHARE_TAG]: guestBuild.dir } : {}) }
         : { hostroot: '/', project: projectRoot, modules: kernel.modulesDir, vmstate: path.join(this.vmDir!, 'guest') },
+      writable: guestBuild?.building ? [BUILD_SHARE_TAG] : [],
       disk: this.o.rootfsImage,
     });
   }
@@ -243,7 +265,7 @@ export class QemuBackend implements Backend {
   /** Waits for our init to say the guest's end of the transport is up; fails fast on a panic or a dead QEMU. */
   private async booted(signal?: AbortSignal): Promise<void> {
     const q = this.qemu!;
-    const deadline = this.o.bootTimeoutMs;
+    const deadline = this.o.bootTimeoutMs + (this.o.guestBuild?.building ? GUEST_BUILD_ALLOWANCE_MS : 0);
     const boot = await q.waitFor(READY[this.transport], deadline, signal);
     if (boot !== 'marker') {
       const what = this.transport === 'ssh' ? 'sshd' : 'step agent';
@@ -342,6 +364,7 @@ export class QemuBackend implements Backend {
   async stop(): Promise<void> {
     this.disconnect();
     await this.qemu?.stop();
+    this.o.guestBuild?.discard();
     if (this.vmDir) fs.rmSync(this.vmDir, { recursive: true, force: true });
     this.vmDir = undefined;
   }

@@ -5,11 +5,14 @@
 //   1. resolve each guest kernel once, and read its config once;
 //   2. decide, per kernel, whether to attach to the warm VM (taking its lock)
 //      or to boot, and run the preflight checks that choice needs;
-//   3. build what the guest runs (make -C bpf);
+//   3. build what the guest runs: on the host (make -C bpf) for a VM on the
+//      host's root; a guest-image VM builds its own in the guest, kept on the
+//      host by content hash (vm/guest-build.ts);
 //   4. per kernel: build the initramfs, choose the accelerator (KVM probe),
 //      create the backend, start it, hand it over, stop it;
 //   5. always: stop the backend, release the warm VM's lock, and stop on
 //      Ctrl-C or SIGTERM (a second Ctrl-C quits at once).
+import { hostArch } from '../core/arch.ts';
 import type { Config } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { catchSignals } from '../core/signals.ts';
@@ -18,6 +21,7 @@ import { projectRoot } from '../core/paths.ts';
 import { chooseAccel } from './accel.ts';
 import type { Backend, BackendInfo } from './backend.ts';
 import { buildGuestPrograms } from './build.ts';
+import { guestBuildKey, prepareGuestBuild } from './guest-build.ts';
 import { HostBackend, readHostConfig } from './host.ts';
 import { ensureInitramfs } from './initramfs.ts';
 import { kernelsDir, type Kernel } from './kernel.ts';
@@ -63,7 +67,7 @@ async function kernelChoices(cfg: Config): Promise<KernelChoice[]> {
   if (machine.rootfs === 'image') {
     if (machine.backend !== 'qemu') throw new UserError(`--rootfs image boots the guest image with QEMU; --backend ${machine.backend} cannot`, 'drop --rootfs image, or use --backend qemu');
     if (machine.kernels.length) throw new UserError('--rootfs image boots the kernel inside the guest image; it takes no --kernel (nor LAB_KERNEL)', 'drop --kernel, or use --rootfs host');
-    return [await imageChoice(cfg.places.cacheDir)];
+    return [await imageChoice(cfg.places.cacheDir, machine.arch)];
   }
   return (machine.kernels.length ? machine.kernels : [undefined]).map((image) => kernelChoice(cfg, image));
 }
@@ -91,9 +95,11 @@ export async function bootBackend(
   // The guest image brings its own initramfs; the host-root VM's is built from the host's busybox.
   const initrd = o.image ? { path: o.image.initramfs, built: false } : await ensureInitramfs(kernel, places.cacheDir);
   if (initrd.built) log(`built the initramfs for kernel ${kernel.release}`);
-  const accel = await chooseAccel(kernel, initrd.path, machine.accel, places.cacheDir);
+  const arch = o.image?.manifest.arch ?? machine.arch;
+  const accel = await chooseAccel(kernel, initrd.path, machine.accel, places.cacheDir, arch);
   if (accel.notice) log(accel.notice);
   if ((o.backend ?? machine.backend) === 'vng') {
+    if (accel.accel === 'hvf') throw new UserError('the vng backend runs on Linux only', 'use --backend qemu');
     const agent = hooks.stepAgent ? stepAgentPath(`${projectRoot}/build`) : undefined;
     return new VngBackend({
       kernel: kernel.image,
@@ -125,6 +131,8 @@ export async function bootBackend(
     // The image has no sshd: its guest is reached over virtio-serial only.
     transport: o.image ? 'serial' : machine.transport,
     rootfsImage: o.image?.rootfs,
+    guestBuild: o.image ? prepareGuestBuild(places.cacheDir, arch, o.image.manifest.digest) : undefined,
+    arch,
     persistent: o.persistent,
     log,
   });
@@ -151,7 +159,11 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
     // Kernels resolved once; the warm VM taken (locked) by the first plan whose kernel it runs.
     const plans: Plan[] = kind === 'host' ? [{ choice: { config: readHostConfig() } }] : (await kernelChoices(cfg)).map((choice) => ({ choice }));
     const warm = kind === 'qemu' && cfg.machine.warm ? store.read() : undefined;
-    const match = warm && warm.projectRoot === projectRoot ? plans.find((p) => p.choice.kernel?.image === warm.kernelImage) : undefined;
+    const sameKernel = warm && warm.projectRoot === projectRoot ? plans.find((p) => p.choice.kernel?.image === warm.kernelImage) : undefined;
+    // A guest-image VM runs the lab programs it built: from this checkout's bpf/ as it was then.
+    const stale = sameKernel?.choice.image && warm?.buildKey !== guestBuildKey(sameKernel.choice.image.manifest.digest);
+    if (stale) ui.notice('the warm VM runs lab programs built from another version of bpf/: booting a throw-away VM (restart it: npm run vm -- down && npm run vm -- up)');
+    const match = stale ? undefined : sameKernel;
     if (match) {
       if (store.tryLock()) {
         locked = true;
@@ -162,11 +174,11 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
     // (a run that attaches to the warm VM boots nothing: it needs no QEMU checks).
     if (kind !== 'host') {
       const checks = plans.flatMap((p) => kernelChecks(p.choice));
-      if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs)));
+      if (plans.some((p) => !p.warm)) checks.push(...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs, cfg.machine.arch)));
       if (kind === 'vng') checks.push(vngCheck());
       requirePassing(checks, ui.formatChecks);
     }
-    await buildGuestPrograms(ui.notice, signals.signal);
+    if (cfg.machine.rootfs === 'host') await buildGuestPrograms(ui.notice, signals.signal);
     for (const plan of plans) {
       if (signals.signal.aborted) break;
       const kernel = plan.choice.kernel;
@@ -178,7 +190,10 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
           : kernel
             ? await bootBackend(cfg, kernel, ui.notice, { image: plan.choice.image })
             : new HostBackend({ runTag: cfg.hooks.runTag });
-        return backend.start(signals.signal);
+        const started = await backend.start(signals.signal);
+        // What the result's fingerprint records: the guest's architecture and image.
+        const image = plan.choice.image;
+        return { ...started, arch: image?.manifest.arch ?? (kind === 'host' ? hostArch() : cfg.machine.arch), imageDigest: image?.manifest.digest };
       });
       ui.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
       const next = await each({ backend: backend!, info, config: plan.choice.config, signal: signals.signal });
@@ -213,12 +228,12 @@ export async function bootWarmVm(cfg: Config, ui: SessionUi): Promise<{ state: W
   const existing = store.read();
   if (existing) return { state: existing };
   const [choice] = await kernelChoices(cfg);
-  requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs))], ui.formatChecks);
+  requirePassing([...kernelChecks(choice), ...(await bootChecks(cfg.places.cacheDir, cfg.machine.rootfs, cfg.machine.arch))], ui.formatChecks);
   const kernel = choice.kernel!;
   const signals = catchSessionSignals({ ...ui, what: 'the boot' });
   let vm: QemuBackend | undefined;
   try {
-    await buildGuestPrograms(ui.notice, signals.signal);
+    if (!choice.image) await buildGuestPrograms(ui.notice, signals.signal);
     await ui.progress(`booting a warm VM with kernel ${kernel.release}…`, async () => {
       vm = (await bootBackend(cfg, kernel, ui.notice, { backend: 'qemu', persistent: true, image: choice.image })) as QemuBackend;
       await vm.start(signals.signal);

@@ -18,7 +18,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { freshBundle } from '../core/bundle.mjs';
 import { UserError } from '../core/errors.ts';
-import { QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath } from '../core/guest.ts';
+import { imageGuestPaths, QEMU_GUEST_PATHS, STEP_PID_DIR, stepAgentPath, type GuestPaths } from '../core/guest.ts';
 import { signalGroup, sleep } from '../core/process-group.ts';
 import type { Backend, BackendInfo, ExecOptions, ExecResult } from './backend.ts';
 import type { VmHandle } from './qemu.ts';
@@ -172,7 +172,7 @@ async function agentFromKeeper(s: WarmState, signal?: AbortSignal): Promise<{ ag
 /** Talks to the warm VM; stop() only lets go of it. The caller holds the VM's lock. */
 export class AttachedBackend implements Backend {
   readonly name = 'qemu' as const;
-  readonly paths = QEMU_GUEST_PATHS;
+  readonly paths: GuestPaths;
   private ssh?: SshTransport;
   /** The step agent the keeper handed over, and the socket it came on. */
   private kept?: { agent: StepAgent; sock: net.Socket };
@@ -184,7 +184,9 @@ export class AttachedBackend implements Backend {
     private readonly store: WarmStore,
     /** false: one SSH channel per step (a test hook), which only a connection of our own gives. */
     private readonly useAgent = true,
-  ) {}
+  ) {
+    this.paths = state.hostBuild ? imageGuestPaths(state.hostBuild) : QEMU_GUEST_PATHS;
+  }
 
   async start(signal?: AbortSignal): Promise<BackendInfo> {
     if (this.state.agentSocket) this.link = await connectAgent(this.state.agentSocket, { deadlineMs: 10_000, signal });

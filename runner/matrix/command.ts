@@ -13,6 +13,7 @@ import { projectRoot } from '../../core/paths.ts';
 import { shqIfNeeded } from '../../core/shell.ts';
 import type { Backend } from '../../vm/backend.ts';
 import { onEachMachine } from '../../vm/session.ts';
+import { fingerprintOf, runnerVersion } from '../fingerprint.ts';
 import { renderHtmlReport } from '../html-page.ts';
 import { sessionUi } from '../run-labs.ts';
 import { colorWanted, paint, spinner } from '../style.ts';
@@ -93,6 +94,7 @@ export async function matrixCommand(cfg: Config, o: MatrixOptions = {}): Promise
 
   const matrices: Matrix[] = [];
   const started = Date.now();
+  const runner = runnerVersion();
   const interrupted = await onEachMachine(
     cfg,
     sessionUi({ tty, notice, what: 'the probe', out }),
@@ -106,7 +108,7 @@ export async function matrixCommand(cfg: Config, o: MatrixOptions = {}): Promise
       } finally {
         probing?.stop();
       }
-      const m: Matrix = { ...result.matrix, accel: info.accel, backend: info.backend, startedAt: new Date(t0).toISOString() };
+      const m: Matrix = { ...result.matrix, accel: info.accel, backend: info.backend, fingerprint: fingerprintOf(info, runner), startedAt: new Date(t0).toISOString() };
       notice(`${m.probes} probes in ${((m.totalMs ?? 0) / 1000).toFixed(1)} s in the guest (${(result.wallMs / 1000).toFixed(1)} s with the SSH round trip)`);
       matrices.push(m);
     },

@@ -2,6 +2,7 @@
 // table, the comparison with the cheat sheet and the diffs between kernels.
 // A fragment for the report page (runner/html-page.ts), which holds the
 // CSS. Everything that comes from outside is escaped.
+import { fingerprintLine } from '../fingerprint.ts';
 import { compareWithCheatsheet, summarize, type Cheatsheet } from './cheatsheet.ts';
 import { changeSummary, type MatrixDiff } from './diff.ts';
 import {
@@ -53,6 +54,7 @@ export function matrixGridHtml(m: Matrix, sheet?: Cheatsheet): string {
   const out: string[] = [`<section class="matrix" id="${esc(id)}" data-kernel="${esc(m.label)}">`];
   out.push(`<h3>Kernel <code>${esc(m.label)}</code></h3>`);
   out.push(`<p class="meta">${esc([m.backend, m.accel && `accel ${m.accel}`].filter(Boolean).join(', '))}${m.backend || m.accel ? ' · ' : ''}${esc(timingLine(m))}</p>`);
+  if (m.fingerprint) out.push(`<p class="meta fingerprint">fingerprint: ${esc(fingerprintLine(m.fingerprint))}${m.fingerprint.imageDigest ? ` <small>(image <code class="digest">${esc(m.fingerprint.imageDigest)}</code>)</small>` : ''}</p>`);
   if (!m.attached) out.push(`<p class="warning">The programs were <b>not attached</b> (<code>--no-attach</code>): nothing can be redirected.</p>`);
   out.push('<div class="grids">');
   for (const mode of MODES) {

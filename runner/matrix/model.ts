@@ -1,6 +1,7 @@
 // The support matrix as data: what bpf/helpers/sockmap-matrix prints (one
 // JSON line per probe), read back and checked, and the words for each cell.
 import { z } from 'zod';
+import type { RunFingerprint } from '../fingerprint.ts';
 
 export const MAPS = ['sockmap', 'sockhash'] as const;
 export const MODES = ['send-to-local', 'send-to-egress', 'ingress-to-egress', 'ingress-to-local'] as const;
@@ -110,6 +111,8 @@ export interface Matrix {
   label: string;
   accel?: string;
   backend?: string;
+  /** What the probe ran on (runner, backend, arch, kernel, accel, guest image); set by the command that ran it. */
+  fingerprint?: RunFingerprint;
   /** false: the probe ran with no program attached (the broken variant). */
   attached: boolean;
   waitMs: number;

@@ -1,5 +1,6 @@
 // The support matrix for people and programs: terminal tables, markdown,
 // and the JSON document `npm run matrix -- --json FILE` writes.
+import { fingerprintLine } from '../fingerprint.ts';
 import type { Paint } from '../style.ts';
 import { compareWithCheatsheet, summarize, type CellComparison, type Cheatsheet } from './cheatsheet.ts';
 import { changeSummary, type MatrixDiff } from './diff.ts';
@@ -77,6 +78,7 @@ export function terminalMatrix(m: Matrix, p: Paint): string {
   const out: string[] = [];
   const head = `kernel ${m.label}${m.accel ? `, ${m.backend ?? 'qemu'} ${m.accel}` : ''}${m.attached ? '' : ' — programs NOT attached (--no-attach)'}`;
   out.push(p.bold(`Support matrix · ${head}`));
+  if (m.fingerprint) out.push(p.dim(`fingerprint: ${fingerprintLine(m.fingerprint)}`));
   for (const mode of MODES) {
     for (const maps of mapGroups(m, mode)) {
       const d = MODE_DETAILS[mode];
@@ -151,6 +153,7 @@ const MARKDOWN_LEGEND =
 function matrixMarkdown(m: Matrix, sheet?: Cheatsheet): string {
   const out: string[] = [`### Kernel \`${m.label}\``, ''];
   out.push(`${m.backend ?? 'qemu'}${m.accel ? `, accel ${m.accel}` : ''}; ${timingLine(m)}.${m.attached ? '' : ' **Programs not attached (`--no-attach`).**'}`, '');
+  if (m.fingerprint) out.push(`fingerprint: \`${fingerprintLine(m.fingerprint).replace(/`/g, "'")}\``, '');
   for (const mode of MODES) {
     for (const maps of mapGroups(m, mode)) {
       const d = MODE_DETAILS[mode];

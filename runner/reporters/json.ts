@@ -1,5 +1,6 @@
 // JSON lines: one object per step as it finishes, then one per lab. Easy to
-// grep, to stream, and to load into anything.
+// grep, to stream, and to load into anything. A lab's object carries the run's
+// fingerprint (runner/fingerprint.ts) as `fingerprint`.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
@@ -40,7 +41,17 @@ export class JsonLinesReporter implements Reporter {
   }
 
   labEnd(r: LabResult) {
-    this.write({ type: 'lab', lab: r.lab.id, title: r.lab.spec.title, status: r.status, durationMs: r.durationMs, kernel: r.machine?.kernelRelease ?? this.machine?.kernelRelease, reason: r.reason });
+    const machine = r.machine ?? this.machine;
+    this.write({
+      type: 'lab',
+      lab: r.lab.id,
+      title: r.lab.spec.title,
+      status: r.status,
+      durationMs: r.durationMs,
+      kernel: machine?.kernelRelease,
+      reason: r.reason,
+      fingerprint: machine?.fingerprint,
+    });
   }
 
   runEnd() {

@@ -1,10 +1,12 @@
 // JUnit XML for CI systems: one <testsuite> per lab and machine, one <testcase>
 // per step; a failure carries expected vs. got, <system-out> the step's output,
-// a skip its reason.
+// a skip its reason. Each suite's <properties> name the machine and the run's
+// fingerprint (sockmap-labs.runner, .backend, .arch, .kernel, .accel, .image).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { LabResult, Reporter, StepResult } from '../executor.ts';
+import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
+import { fingerprintProperties } from '../fingerprint.ts';
 import { projectRoot } from '../../core/paths.ts';
 
 /** Escapes text for XML, dropping characters XML 1.0 cannot hold (console control codes). */
@@ -38,6 +40,11 @@ export function failureText(s: StepResult): { message: string; body: string } {
   return { message, body };
 }
 
+/** A suite's <property> pairs: the machine as before (backend, kernelRelease, accel), then its fingerprint. */
+function machineProperties(m: MachineInfo): [string, string][] {
+  return [['backend', m.backend], ['kernelRelease', m.kernelRelease], ['accel', m.accel], ...(m.fingerprint ? fingerprintProperties(m.fingerprint) : [])];
+}
+
 export function junitXml(results: LabResult[]): string {
   const suites = results.map((r) => {
     const kernel = r.machine?.kernelRelease;
@@ -58,7 +65,7 @@ export function junitXml(results: LabResult[]): string {
     });
     const count = (st: string) => r.steps.filter((s) => s.status === st).length;
     const props = r.machine
-      ? `    <properties>\n${Object.entries(r.machine)
+      ? `    <properties>\n${machineProperties(r.machine)
           .map(([k, v]) => `      <property${attrs({ name: k, value: v })}/>`)
           .join('\n')}\n    </properties>\n`
       : '';

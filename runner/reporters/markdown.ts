@@ -1,8 +1,10 @@
 // A markdown summary of a run: a lab × kernel table with verdicts and
 // durations, and the failed steps below it. GitHub Actions shows it as the
-// job summary (--reporter markdown=$GITHUB_STEP_SUMMARY).
+// job summary (--reporter markdown=$GITHUB_STEP_SUMMARY). Each machine's
+// fingerprint goes under the verdict counts.
 import fs from 'node:fs';
 import type { LabResult, Reporter } from '../executor.ts';
+import { distinctFingerprints, fingerprintLine } from '../fingerprint.ts';
 
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -22,6 +24,8 @@ export function summaryMarkdown(results: LabResult[]): string {
   }
   const count = (s: string) => results.filter((r) => r.status === s).length;
   out.push('', `**${count('passed')} passed, ${count('failed')} failed, ${count('skipped')} skipped**`);
+  const prints = distinctFingerprints(results.map((r) => r.machine?.fingerprint));
+  if (prints.length) out.push('', ...prints.map((f) => `fingerprint: \`${fingerprintLine(f).replace(/`/g, "'")}\`  `));
   const failures = results.flatMap((r) => r.steps.filter((s) => s.status === 'failed').map((s) => ({ r, s })));
   if (failures.length) {
     out.push('', '### Failed steps', '');

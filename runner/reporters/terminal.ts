@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { default as oraFn, Ora } from 'ora';
 import type { Step } from '../lab-schema.ts';
 import type { LoadedLab } from '../labs.ts';
-import type { LabResult, Reporter, StepResult } from '../executor.ts';
+import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
+import { distinctFingerprints, fingerprintLine, type RunFingerprint } from '../fingerprint.ts';
 import { highlight } from '../highlight.ts';
 import { renderMarkdown } from '../markdown.ts';
 import { paint, type Paint } from '../style.ts';
@@ -27,6 +28,7 @@ export class TerminalReporter implements Reporter {
   private spinner?: Ora;
   private partial = '';
   private stepLabel = '';
+  private fingerprints: (RunFingerprint | undefined)[] = [];
 
   constructor(private o: TerminalReporterOptions = {}) {
     this.out = o.out ?? process.stdout;
@@ -134,11 +136,18 @@ export class TerminalReporter implements Reporter {
     else this.line(`\n${this.p.red('✖ FAIL')} ${label}: ${passed}/${r.steps.length} steps passed${r.reason ? ` (${r.reason})` : ''} ${this.p.dim(secs(r.durationMs))}`);
   }
 
-  machineStart() {}
+  machineStart(info: MachineInfo) {
+    this.fingerprints.push(info.fingerprint);
+  }
 
-  /** The closing table: labs × kernels when several kernels ran, else one row per lab. */
+  /** The closing table (labs × kernels when several kernels ran, else one row per lab), then each machine's fingerprint. */
   runEnd(results: LabResult[]) {
-    if (results.length < 2) return;
+    if (!results.length) return;
+    if (results.length > 1) this.summary(results);
+    for (const f of distinctFingerprints([...this.fingerprints, ...results.map((r) => r.machine?.fingerprint)])) this.line(this.p.dim(`fingerprint: ${fingerprintLine(f)}`));
+  }
+
+  private summary(results: LabResult[]) {
     const kernels = [...new Set(results.map((r) => r.machine?.kernelRelease ?? '?'))];
     this.line();
     if (kernels.length > 1) {

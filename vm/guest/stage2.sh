@@ -12,17 +12,52 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 say() { echo "sml-stage2: $*" > /dev/console; }
 
-BUILD=/run/sockmap-labs/project/build
+PROJECT=/run/sockmap-labs/project
+BUILD=$PROJECT/build
 transport=ssh
+buildkey=
 for arg in $(</proc/cmdline); do
   case "$arg" in
     sml.transport=*) transport=${arg#sml.transport=} ;;
+    sml.buildkey=*) buildkey=${arg#sml.buildkey=} ;;
   esac
 done
 
 hostname sockmap-lab 2>/dev/null
 ip link set lo up
 mkdir -p /run/sockmap-labs/steps
+
+# Is there a 9p share with this tag?
+has_share() {
+  local t
+  for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
+    [ -r "$t" ] && [ "$(tr -d '\000' <"$t")" = "$1" ] && return 0
+  done
+  return 1
+}
+
+# A guest-image VM's lab programs (BPF objects, helpers, the step agent) come
+# from a share of their own, tag "build" (vm/guest-build.ts), not from the
+# checkout's build/: they are built here, by the image's toolchain, when the
+# host asks (sml.buildkey=KEY, the share then writable), before the step agent,
+# which is one of them, can start. The key written last marks the build done.
+if has_share build; then
+  BUILD=/run/sockmap-labs/build
+  mkdir -p $BUILD
+  # (an image without util-linux's mount has busybox's)
+  mnt=mount
+  command -v mount >/dev/null || mnt='busybox mount'
+  $mnt -t 9p -o trans=virtio,version=9p2000.L,msize=512000 build $BUILD || say "FAILED: cannot mount the build share"
+  if [ -n "$buildkey" ] && [ "$(cat $BUILD/key 2>/dev/null)" != "$buildkey" ]; then
+    say "BUILDING the lab programs (make -C bpf in the guest, once per change to bpf/)"
+    if make -s -j"$(nproc)" -C $PROJECT/bpf BUILD=$BUILD >/dev/console 2>&1; then
+      echo "$buildkey" >$BUILD/key
+      say "BUILT"
+    else
+      say "FAILED: make -C bpf in the guest failed (its errors are above)"
+    fi
+  fi
+fi
 
 # Names the virtio-serial ports as udev would: /dev/virtio-ports/NAME, a link
 # to the port's device. A console port is opened as its tty instead, hvcN,
