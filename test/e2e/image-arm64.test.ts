@@ -1,13 +1,14 @@
 // The arm64 guest image, built on this x86_64 machine (no arm64 code runs to
-// build it) and booted in qemu-system-aarch64 under TCG until its init has
-// mounted the erofs root from virtio-blk. What the runner cannot do with it yet
-// (arm64 lab runs) is listed in the README's "The guest image".
+// build it), booted in qemu-system-aarch64 under TCG until its init has
+// mounted the erofs root from virtio-blk, then every lab run on it with
+// `--arch arm64` (its lab programs built in the arm64 guest).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, resolveInputs, type BuildResult } from '../../vm/image.ts';
 import { openImage } from '../../vm/image-verify.ts';
+import { cli, qemuPids, tail } from './cli-helpers.ts';
 import { seededCache } from './image-helpers.ts';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
@@ -67,5 +68,21 @@ describe.skipIf(missing.length > 0)('the arm64 guest image', () => {
       }
     },
     180_000,
+  );
+
+  it(
+    'runs every lab with its solutions in the arm64 guest (--arch arm64, TCG): programs built in the guest, nothing left running',
+    async () => {
+      const tag = `arm64labs${process.pid}`;
+      const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions', '--arch', 'arm64', '--no-warm'], { LAB_CACHE_DIR: cache, LAB_RUN_TAG: tag }).done;
+      expect(out).toContain('building the lab programs in the guest first');
+      expect(out).toMatch(/» qemu ready in [\d.]+ s: kernel 6\.12\S*-arm64, accel tcg/);
+      expect(out).toMatch(/fingerprint: runner \S+ \(\w+\) · qemu · arm64 · kernel 6\.12\S*-arm64 · tcg · image [0-9a-f]{12}…/);
+      for (const lab of ['01', '02', '03', '04', '07', '11']) expect(out).toMatch(new RegExp(`✔ PASS Lab ${lab} `));
+      expect(out).not.toMatch(/✖ FAIL/);
+      expect(code, tail(out)).toBe(0);
+      expect(qemuPids(tag)).toEqual([]);
+    },
+    1_200_000,
   );
 });

@@ -6,10 +6,10 @@ import { cli, fixtures, tail } from './cli-helpers.ts';
 const VM_TEST_MS = 240_000;
 
 describe('lab runs in a real VM', () => {
-  it(
-    'labs 01 and 02 pass on the guest kernel',
-    async () => {
-      const { code, out } = await cli(['lab', '1', '2']).done;
+  it.each(['image', 'host'])(
+    'labs 01 and 02 pass on the guest kernel (--rootfs %s)',
+    async (rootfs) => {
+      const { code, out } = await cli(['lab', '1', '2', '--rootfs', rootfs]).done;
       expect(out).toContain('qemu ready in');
       expect(out).toContain('✔ PASS Lab 01');
       expect(out).toContain('✔ PASS Lab 02');
@@ -47,7 +47,8 @@ describe('lab runs in a real VM', () => {
   it(
     'without the step agent (a channel per step, the fallback), a lab passes and a timeout still kills',
     async () => {
-      const env = { LAB_STEP_AGENT: '0' };
+      // SSH only: the serial transport has nothing but the agent.
+      const env = { LAB_STEP_AGENT: '0', LAB_TRANSPORT: 'ssh' };
       const pass = await cli(['lab', '1', '--quiet'], env).done;
       expect(pass.code, tail(pass.out)).toBe(0);
       expect(pass.out).toContain('✔ PASS Lab 01');

@@ -12,7 +12,8 @@ import { cli, fixtures, keeperPids, qemuPids } from './cli-helpers.ts';
 // A warm VM of the tests' own, apart from any the developer has up.
 const vmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-warm-test-'));
 const tag = `warm${process.pid}`;
-const env = { LAB_VM_DIR: vmDir, LAB_RUN_TAG: tag };
+// The host-root VM over SSH, with its keeper (the guest image's warm VM, over virtio-serial, is image-labs.test.ts's).
+const env = { LAB_VM_DIR: vmDir, LAB_RUN_TAG: tag, LAB_TRANSPORT: 'ssh' };
 
 afterAll(async () => {
   await cli(['vm', 'down'], env).done;
