@@ -8,6 +8,7 @@ import { UserError } from '../core/errors.ts';
 import { exitCodeFor } from '../core/exit.ts';
 import { catchSignals } from '../core/signals.ts';
 import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
+import { chooseReference, defaultRepository, parseRepository, pullImage } from '../vm/image-pull.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
 import { colorWanted, paint, spinner } from './style.ts';
@@ -18,6 +19,8 @@ Examples:
   npm run image build -- --arch arm64     …for an arm64 guest (sudo dpkg --add-architecture arm64 && sudo apt-get update first)
   npm run image export class.tar          the image as one file, for USB sticks
   npm run image import /media/usb/class.tar
+  npm run image pull                      download the published image for this checkout's inputs (else the newest one)
+  npm run image pull -- --arch arm64 --digest sha256:…   …a pinned one, for an arm64 guest
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
 
@@ -28,6 +31,12 @@ unchanged inputs (package versions from apt, vm/guest/image-init, the build
 script) does nothing. A corrupt, truncated or wrong-architecture image is
 never booted: the error names the command that fixes it.
 
+"pull" fetches an image a release published (an OCI artifact on
+ghcr.io, package.json's sockmapLabs.imageRepository): by default the one
+tagged <arch>-<inputs digest> (apt tells the inputs; without apt,
+<arch>-latest). The download is checked against the registry's manifest
+(size, sha256), then imported exactly as "import" does.
+
 Exit status: 0 done, 2 bad input or a bad image (the message says the fix), 130 interrupted.`;
 
 /** Step lines and finer progress: a spinner on a terminal, plain lines (steps only) otherwise. */
@@ -35,11 +44,12 @@ async function makeUi(cfg: Config) {
   const tty = !!process.stdout.isTTY && !cfg.ci;
   const p = paint(colorWanted());
   if (!tty) {
-    return { step: (l: string) => console.log(l), progress: (_l: string) => {}, done: () => {}, fail: () => {}, p };
+    return { tty, step: (l: string) => console.log(l), progress: (_l: string) => {}, done: () => {}, fail: () => {}, p };
   }
   const s = await spinner('');
   let current = '';
   return {
+    tty,
     step: (l: string) => {
       if (current) s.stopAndPersist({ symbol: p.green('✔'), text: current });
       current = l;
@@ -82,6 +92,29 @@ async function interruptible(cfg: Config, work: (signal: AbortSignal, ui: Awaite
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** A download's progress: a bar in the spinner on a terminal (10 updates a second), otherwise a plain line at each quarter. */
+export function downloadProgress(ui: { tty: boolean; progress: (l: string) => void }, print: (l: string) => void = console.log) {
+  const t0 = Date.now();
+  let shown = 0;
+  let quarter = 0;
+  return (got: number, total: number) => {
+    const now = Date.now();
+    const rate = got / Math.max(0.001, (now - t0) / 1000);
+    const pct = total ? Math.floor((100 * got) / total) : 100;
+    if (ui.tty) {
+      if (now - shown < 100 && got < total) return;
+      shown = now;
+      const full = Math.round((24 * pct) / 100);
+      ui.progress(`[${'█'.repeat(full)}${'░'.repeat(24 - full)}] ${pct}% ${mb(got)} of ${mb(total)}, ${mb(rate)}/s`);
+      return;
+    }
+    const q = total ? Math.floor((4 * got) / total) : 4;
+    if (q <= quarter) return;
+    quarter = q;
+    print(`  ${q * 25}%: ${mb(got)} of ${mb(total)}, ${mb(rate)}/s`);
+  };
+}
 
 function archOf(o: { arch?: string }): ImageArch {
   if (o.arch) return o.arch as ImageArch;
@@ -154,6 +187,41 @@ export function addImageCommand(program: Command): Command {
         );
         const host = hostArch();
         if (host && host !== m.arch) console.log(`note: this machine is ${host}; an ${m.arch} guest runs here only under emulation`);
+      });
+    });
+
+  image
+    .command('pull')
+    .description('download a published guest image (an OCI artifact a release put on ghcr.io) and import it; checked in full before it is used')
+    .addOption(archOption())
+    .addOption(new Option('--digest <sha256>', 'the manifest digest of the image to pull (pins one image)').conflicts('ref'))
+    .option('--ref <tag>', "the tag to pull, e.g. amd64-latest (default: <arch>-<this checkout's inputs digest>)")
+    .option('--repository <name>', "where images are published (default: package.json's sockmapLabs.imageRepository)")
+    .option('--registry <host>', 'another registry for that repository: a host (a mirror), or http://HOST:PORT for one without TLS')
+    .action(async (o) => {
+      const cfg = buildConfig();
+      const { cacheDir } = cfg.places;
+      const arch = archOf(o);
+      const repository = parseRepository(o.repository ?? defaultRepository(), o.registry);
+      await interruptible(cfg, async (signal, ui) => {
+        sweepStale(cacheDir);
+        if (!o.digest && !o.ref) ui.step(`finding this checkout's ${arch} image inputs (apt)`);
+        const choice = await chooseReference({ arch, cacheDir, digest: o.digest, ref: o.ref, resolve: resolveInputs, signal });
+        if (choice.note) {
+          ui.done();
+          console.log(`note: ${choice.note}`);
+        }
+        const r = await pullImage({ cacheDir, arch, repository, choice, signal, log: ui.step, onProgress: downloadProgress(ui) });
+        ui.done();
+        const m = r.manifest;
+        console.log(
+          r.downloaded
+            ? `pulled the ${arch} guest image ${path.basename(r.dir)} (kernel ${m.kernelRelease}, ${mb(m.files['rootfs.erofs'].size)}) from ${repository.display} in ${r.seconds.toFixed(1)} s; ${arch} VMs boot it now`
+            : `an ${arch} guest image for the same inputs is in the cache already, sound: ${path.basename(r.dir)} (nothing downloaded); ${arch} VMs boot it`,
+        );
+        if (r.downloaded) console.log(`this very image elsewhere: npm run image pull --${arch === hostArch() ? '' : ` --arch ${arch}`} --digest ${r.published.manifestDigest}`);
+        const host = hostArch();
+        if (host && host !== arch) console.log(`note: this machine is ${host}; an ${arch} guest runs here only under emulation`);
       });
     });
 

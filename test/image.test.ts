@@ -11,22 +11,8 @@ import { UserError } from '../core/errors.ts';
 import { cpioNewc, readTar, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, TarError, writeTar } from '../vm/image-files.ts';
 import { sweepStale } from '../vm/image.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
-import {
-  buildFix,
-  currentImageFolder,
-  hostArch,
-  IMAGE_FILES,
-  imageDigest,
-  imageFolderName,
-  imagesDir,
-  MANIFEST,
-  openImage,
-  setCurrentImage,
-  STAMP,
-  verifyImage,
-  type ImageArch,
-  type ImageManifest,
-} from '../vm/image-verify.ts';
+import { buildFix, currentImageFolder, hostArch, IMAGE_FILES, imagesDir, MANIFEST, openImage, STAMP, verifyImage, type ImageArch } from '../vm/image-verify.ts';
+import { fakeImage, flipByte, leftovers, sha } from './image-fixtures.ts';
 
 let tmp: string;
 beforeAll(() => {
@@ -52,52 +38,6 @@ async function userErrorOf(p: Promise<unknown>): Promise<UserError> {
   }
   throw new Error('expected a UserError, nothing was thrown');
 }
-
-const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
-
-/** A small image folder in `cacheDir` (made current), with a manifest that matches its files. */
-function fakeImage(cacheDir: string, arch: ImageArch = 'amd64', sizes = { vmlinuz: 3000, 'initramfs.cpio.gz': 1500, 'kernel.config': 700, 'rootfs.erofs': 70_000 }) {
-  const inputsDigest = sha(Buffer.from(`inputs ${arch} ${Math.random()}`));
-  const folder = imageFolderName(arch, inputsDigest);
-  const dir = path.join(imagesDir(cacheDir), folder);
-  fs.mkdirSync(dir, { recursive: true });
-  const files = {} as ImageManifest['files'];
-  for (const f of IMAGE_FILES) {
-    const data = crypto.randomBytes(sizes[f]);
-    fs.writeFileSync(path.join(dir, f), data);
-    files[f] = { size: data.length, sha256: sha(data) };
-  }
-  const manifest: ImageManifest = {
-    format: 1,
-    arch,
-    digest: imageDigest(files),
-    files,
-    inputsDigest,
-    scriptsDigest: sha(Buffer.from('scripts')),
-    kernelRelease: `6.12.117+deb12-${arch}`,
-    packages: ['bash=5.2.15-2+b13', 'bpftool=7.1.0+6.1.192-2'],
-    bootModules: ['virtio_blk', 'erofs'],
-    erofs: '-zlz4hc',
-    builtAt: new Date().toISOString(),
-    buildSeconds: 1,
-  };
-  fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(manifest, null, 2));
-  setCurrentImage(cacheDir, arch, folder);
-  return { dir, folder, manifest };
-}
-
-/** Changes one byte of `file` in place, its size unchanged. */
-function flipByte(file: string, at: number) {
-  const fd = fs.openSync(file, 'r+');
-  const b = Buffer.alloc(1);
-  fs.readSync(fd, b, 0, 1, at);
-  b[0] ^= 0xff;
-  fs.writeSync(fd, b, 0, 1, at);
-  fs.closeSync(fd);
-}
-
-/** What is left in a cache's images folder besides the current pointers. */
-const leftovers = (cacheDir: string) => (fs.existsSync(imagesDir(cacheDir)) ? fs.readdirSync(imagesDir(cacheDir)).filter((f) => !f.startsWith('current-')) : []);
 
 describe('cpioNewc', () => {
   const entries = [
@@ -300,6 +240,20 @@ describe('export and import', () => {
     expect(leftovers(to)).toEqual([folder]);
     // again: nothing new
     expect((await importImage({ cacheDir: to, file })).added).toBe(false);
+    expect(leftovers(to)).toEqual([folder]);
+  });
+
+  it('replaces another build of the same inputs (other files) with the one imported', async () => {
+    const from = fresh('cache');
+    const { manifest, folder } = fakeImage(from);
+    const file = path.join(fresh('usb'), 'class.tar');
+    await exportImage({ cacheDir: from, arch: 'amd64', file });
+    const to = fresh('cache');
+    const local = fakeImage(to, 'amd64', undefined, manifest.inputsDigest);
+    expect(local.folder).toBe(folder);
+    const r = await importImage({ cacheDir: to, file });
+    expect(r.added).toBe(true);
+    expect((await openImage(to, 'amd64')).manifest.digest).toBe(manifest.digest);
     expect(leftovers(to)).toEqual([folder]);
   });
 

@@ -66,17 +66,28 @@ export interface ImportResult {
  * its architecture use. `arch`, when given, is the architecture the image must
  * be for.
  */
-export async function importImage(o: { cacheDir: string; file: string; arch?: ImageArch; signal?: AbortSignal; log?: (l: string) => void }): Promise<ImportResult> {
+export async function importImage(o: {
+  cacheDir: string;
+  file: string;
+  arch?: ImageArch;
+  signal?: AbortSignal;
+  log?: (l: string) => void;
+  /** Where the file came from, for messages, and what to do when it is bad (a pull: its registry, and pulling again). */
+  source?: { name: string; fix: string };
+  /** More checks of the image's manifest, run as soon as it is read, before the files behind it (a pull checks the inputs it was published for). */
+  checkManifest?: (m: ImageManifest) => void;
+}): Promise<ImportResult> {
   const file = path.resolve(o.file);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new UserError(`${file} does not exist (or is not a file)`, 'name the file an instructor made with: npm run image export FILE');
   const images = imagesDir(o.cacheDir);
   fs.mkdirSync(images, { recursive: true });
   const tmp = path.join(images, `.import-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   fs.mkdirSync(tmp);
-  const refetch = `copy ${path.basename(file)} again from the original (or export it again there: npm run image export FILE)`;
-  const bad = (why: string) => new UserError(`${file} is not a sound guest image: ${why}; nothing was imported`, refetch);
+  const name = o.source?.name ?? file;
+  const refetch = o.source?.fix ?? `copy ${path.basename(file)} again from the original (or export it again there: npm run image export FILE)`;
+  const bad = (why: string) => new UserError(`${name} is not a sound guest image: ${why}; nothing was imported`, refetch);
   try {
-    o.log?.(`unpacking ${file}`);
+    o.log?.(`unpacking ${name}`);
     // The manifest comes first: a wrong architecture or a damaged manifest
     // stops the import before the 300 MB behind it are read.
     let manifest: ImageManifest | undefined;
@@ -86,9 +97,10 @@ export async function importImage(o: { cacheDir: string; file: string; arch?: Im
       } catch (e) {
         throw bad((e as Error).message.replace(/^the guest image in \S+ /, 'its manifest: '));
       }
-      if (o.arch) requireArch(manifest, o.arch, `in ${file}`, `--arch asks for ${o.arch}; nothing was imported`);
+      if (o.arch) requireArch(manifest, o.arch, `in ${name}`, `--arch asks for ${o.arch}; nothing was imported`);
       const want = `sockmap-labs-image-${imageFolderName(manifest.arch, manifest.inputsDigest)}`;
       if (folder !== want) throw bad(`its folder ${folder} does not match its manifest (${want})`);
+      o.checkManifest?.(manifest);
     };
     let members;
     try {
@@ -118,12 +130,15 @@ export async function importImage(o: { cacheDir: string; file: string; arch?: Im
     const final = path.join(images, folder);
     let added = true;
     if (fs.existsSync(final)) {
+      // The same inputs name the folder; keep it only if it holds this very
+      // image (the same files), sound. Another build of the same inputs (made
+      // here, or elsewhere) is replaced: the file asked for is what boots.
       try {
-        await verifyImage(final, { arch: manifest.arch, signal: o.signal });
-        added = false;
-      } catch {
-        removeQuietly(final);
+        added = (await verifyImage(final, { arch: manifest.arch, signal: o.signal })).manifest.digest !== manifest.digest;
+      } catch (e) {
+        if (o.signal?.aborted) throw e;
       }
+      if (added) removeQuietly(final);
     }
     if (added) fs.renameSync(tmp, final);
     setCurrentImage(o.cacheDir, manifest.arch, folder);
