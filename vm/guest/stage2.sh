@@ -23,15 +23,20 @@ for arg in $(</proc/cmdline); do
   esac
 done
 
-hostname sockmap-lab 2>/dev/null
-ip link set lo up
+# Under TCG every exec costs tens of milliseconds: what bash can do itself, it
+# does (builtins, $(<file), read), and the loopback comes up while the rest goes on.
+echo sockmap-lab >/proc/sys/kernel/hostname
+ip link set lo up &
+lo_up=$!
 mkdir -p /run/sockmap-labs/steps
 
-# Is there a 9p share with this tag?
+# Is there a 9p share with this tag? (A tag file ends in a NUL: read stops there.)
 has_share() {
-  local t
+  local t tag
   for t in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
-    [ -r "$t" ] && [ "$(tr -d '\000' <"$t")" = "$1" ] && return 0
+    tag=
+    [ -r "$t" ] && read -r -d '' tag <"$t"
+    [ "$tag" = "$1" ] && return 0
   done
   return 1
 }
@@ -48,7 +53,9 @@ if has_share build; then
   mnt=mount
   command -v mount >/dev/null || mnt='busybox mount'
   $mnt -t 9p -o trans=virtio,version=9p2000.L,msize=512000 build $BUILD || say "FAILED: cannot mount the build share"
-  if [ -n "$buildkey" ] && [ "$(cat $BUILD/key 2>/dev/null)" != "$buildkey" ]; then
+  key=
+  [ -r $BUILD/key ] && key=$(<$BUILD/key)
+  if [ -n "$buildkey" ] && [ "$key" != "$buildkey" ]; then
     say "BUILDING the lab programs (make -C bpf in the guest, once per change to bpf/)"
     if make -s -j"$(nproc)" -C $PROJECT/bpf BUILD=$BUILD >/dev/console 2>&1; then
       echo "$buildkey" >$BUILD/key
@@ -116,6 +123,9 @@ serve_shell() {
     exec {con}>&-
   done
 }
+
+# Steps may use the loopback from the first one on.
+wait $lo_up
 
 if [ "$transport" = serial ]; then
   name_ports
