@@ -55,3 +55,13 @@ export function flipByte(file: string, at: number) {
 
 /** What is left in a cache's images folder besides the current pointers. */
 export const leftovers = (cacheDir: string) => (fs.existsSync(imagesDir(cacheDir)) ? fs.readdirSync(imagesDir(cacheDir)).filter((f) => !f.startsWith('current-')) : []);
+
+/** Makes numbered fresh folders below the folder `root()` names (read when called: a test's beforeAll may set it). */
+export function freshFolders(root: () => string): (name: string) => string {
+  let n = 0;
+  return (name) => {
+    const d = path.join(root(), `${name}-${++n}`);
+    fs.mkdirSync(d, { recursive: true });
+    return d;
+  };
+}

@@ -8,7 +8,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { UserError } from '../core/errors.ts';
 import { projectRoot } from '../core/paths.ts';
 import { downloadProgress } from '../runner/image-command.ts';
 import { describeImages, sweepStale } from '../vm/image.ts';
@@ -29,7 +28,8 @@ import {
 import { exportImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, imagesDir, openImage, type ImageArch, type ImageManifest } from '../vm/image-verify.ts';
 import { FakeRegistry } from './fake-registry.ts';
-import { fakeImage, leftovers } from './image-fixtures.ts';
+import { fakeImage, freshFolders, leftovers } from './image-fixtures.ts';
+import { userErrorOfAsync } from './user-error.ts';
 
 let tmp: string;
 let reg: FakeRegistry;
@@ -37,22 +37,7 @@ let repo: Repository;
 /** Exported fake images, one per arch, and what the registry holds of them. */
 const exported = {} as Record<ImageArch, { file: string; manifest: ImageManifest; manifestDigest: string; size: number }>;
 
-let n = 0;
-const fresh = (name: string) => {
-  const d = path.join(tmp, `${name}-${++n}`);
-  fs.mkdirSync(d, { recursive: true });
-  return d;
-};
-
-async function userErrorOf(p: Promise<unknown>): Promise<UserError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
+const fresh = freshFolders(() => tmp);
 
 /** The inputs tag the release workflow pushes. */
 const inputsTag = (arch: ImageArch) => `${arch}-${exported[arch].manifest.inputsDigest}`;
@@ -157,7 +142,7 @@ describe('pullImage', () => {
     ] as const)('%s', async (fault, message) => {
       reg.fault = fault;
       const cache = fresh('cache');
-      const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64') }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64') }));
       expect(e.message).toMatch(message);
       expect(e.fix).toContain('npm run image pull');
       expect(leftovers(cache)).toEqual([]);
@@ -167,7 +152,7 @@ describe('pullImage', () => {
     it('a download that stalls is stopped', async () => {
       reg.fault = 'hold';
       const cache = fresh('cache');
-      const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64'), stallMs: 1000 }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64'), stallMs: 1000 }));
       expect(e.message).toMatch(/stalled: nothing for 1 s after 0\.0 MB of 0\.1 MB; nothing was imported/);
       expect(leftovers(cache)).toEqual([]);
     });
@@ -202,7 +187,7 @@ describe('pullImage', () => {
       try {
         const cache = fresh('cache');
         r.publishFile(exported.amd64.file, [`amd64-${'0'.repeat(64)}`]);
-        const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag(`amd64-${'0'.repeat(64)}`) }));
+        const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag(`amd64-${'0'.repeat(64)}`) }));
         expect(e.message).toMatch(/was built from other inputs \([0-9a-f]{16}\) than it is published as \(0{16}\); nothing was imported/);
         expect(leftovers(cache)).toEqual([]);
       } finally {
@@ -213,7 +198,7 @@ describe('pullImage', () => {
 
   it('no image for these inputs: says so, and names the build (and the newest published one)', async () => {
     const cache = fresh('cache');
-    const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64', 'ab'.repeat(32)) }));
+    const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'amd64', repository: repo, choice: forInputs('amd64', 'ab'.repeat(32)) }));
     expect(e.message).toBe(
       `no amd64 guest image for this checkout's inputs (amd64-abababababababab) is published in ${repo.display}: the package versions apt offers here, or vm/guest/image-init, differ from those of every published image`,
     );
@@ -223,21 +208,21 @@ describe('pullImage', () => {
   });
 
   it('a registry without the arch: says which it has, and how to build the one wanted', async () => {
-    const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: repo, choice: forInputs('arm64') }));
+    const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: repo, choice: forInputs('arm64') }));
     expect(e.message).toBe(`${repo.display} has no arm64 guest image at all (only amd64)`);
     expect(e.fix).toContain('npm run image build -- --arch arm64');
-    const e2 = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: repo, choice: byTag('arm64-latest') }));
+    const e2 = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: repo, choice: byTag('arm64-latest') }));
     expect(e2.message).toContain('has no arm64 guest image at all');
   });
 
   it('an unknown tag or digest, an unknown repository', async () => {
-    const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: repo, choice: byTag('amd64-nope') }));
+    const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: repo, choice: byTag('amd64-nope') }));
     expect(e.message).toBe(`${repo.display} has no tag amd64-nope (MANIFEST_UNKNOWN: manifest unknown)`);
     expect(e.fix).toMatch(/^npm run image pull -- --ref amd64-latest/);
     const d = `sha256:${'1'.repeat(64)}`;
-    expect((await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: repo, choice: byTag(d) }))).message).toContain(`has no manifest ${d}`);
+    expect((await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: repo, choice: byTag(d) }))).message).toContain(`has no manifest ${d}`);
     const elsewhere = parseRepository(`${reg.url}/someone/else`);
-    const e3 = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: elsewhere, choice: byTag('amd64-latest') }));
+    const e3 = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: elsewhere, choice: byTag('amd64-latest') }));
     expect(e3.message).toMatch(/someone\/else does not exist \(NAME_UNKNOWN/);
     expect(e3.fix).toContain('--repository');
   });
@@ -247,7 +232,7 @@ describe('pullImage', () => {
     await r.start();
     r.privateRepo = true;
     try {
-      const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('amd64-latest') }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('amd64-latest') }));
       expect(e.message).toMatch(/gives no anonymous pull token \(HTTP 401 UNAUTHORIZED: authentication required\): it does not exist, or it is not public/);
     } finally {
       await r.close();
@@ -261,7 +246,7 @@ describe('pullImage', () => {
       // the amd64 image, mis-published as arm64-latest, its annotation telling the truth
       r.publishFile(exported.amd64.file, ['arm64-latest'], FakeRegistry.annotations(exported.amd64.manifest));
       const cache = fresh('cache');
-      const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'arm64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('arm64-latest') }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'arm64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('arm64-latest') }));
       expect(e.message).toBe(`the guest image ${r.url.replace('http://', '')}/${r.name}:arm64-latest is for amd64, but this pull is for arm64 (--arch); nothing was downloaded`);
       expect(e.fix).toContain('npm run image build -- --arch arm64');
       expect(r.storage).toEqual([]);
@@ -277,7 +262,7 @@ describe('pullImage', () => {
     try {
       r.publishFile(exported.amd64.file, ['arm64-latest']);
       const cache = fresh('cache');
-      const e = await userErrorOf(pullImage({ cacheDir: cache, arch: 'arm64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('arm64-latest') }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: cache, arch: 'arm64', repository: parseRepository(`${r.url}/${r.name}`), choice: byTag('arm64-latest') }));
       expect(e.message).toMatch(/^the guest image in 127\.0\.0\.1:\d+\/class\/sockmap-labs-image@sha256:[0-9a-f]{64} is for amd64, but --arch asks for arm64; nothing was imported$/);
       expect(leftovers(cache)).toEqual([]);
       expect(currentImageFolder(cache, 'arm64')).toBeUndefined();
@@ -295,7 +280,7 @@ describe('pullImage', () => {
       r.publishIndex([{ digest: a.manifestDigest, arch: 'amd64' }], ['only-amd64']);
       r.publishIndex([{ digest: a.manifestDigest, arch: 'amd64' }, { digest: b.manifestDigest, arch: 'arm64' }], ['both']);
       const there = parseRepository(`${r.url}/${r.name}`);
-      const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: there, choice: byTag('only-amd64') }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'arm64', repository: there, choice: byTag('only-amd64') }));
       expect(e.message).toMatch(/:only-amd64 holds no arm64 guest image \(its index has: amd64\)$/);
       const cache = fresh('cache');
       const got = await pullImage({ cacheDir: cache, arch: 'arm64', repository: there, choice: byTag('both') });
@@ -313,7 +298,7 @@ describe('pullImage', () => {
     try {
       const { manifestDigest } = r.publishFile(exported.amd64.file, []);
       r.replaceManifest(manifestDigest, Buffer.from('{"schemaVersion":2,"layers":[]}'));
-      const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: { ref: manifestDigest, why: 'test' } }));
+      const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`${r.url}/${r.name}`), choice: { ref: manifestDigest, why: 'test' } }));
       expect(e.message).toMatch(new RegExp(`answered a manifest that hashes to sha256:[0-9a-f]{64}, not ${manifestDigest}: it is damaged or not the one asked for; nothing was pulled`));
     } finally {
       await r.close();
@@ -325,7 +310,7 @@ describe('pullImage', () => {
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     const port = (s.address() as AddressInfo).port;
     await new Promise((r) => s.close(r));
-    const e = await userErrorOf(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`http://127.0.0.1:${port}/a/b`), choice: byTag('amd64-latest') }));
+    const e = await userErrorOfAsync(pullImage({ cacheDir: fresh('cache'), arch: 'amd64', repository: parseRepository(`http://127.0.0.1:${port}/a/b`), choice: byTag('amd64-latest') }));
     expect(e.message).toBe(`cannot reach 127.0.0.1:${port} (ECONNREFUSED) fetching the manifest amd64-latest`);
     expect(e.fix).toContain('check the network');
     expect(e.fix).toContain('npm run image import FILE');

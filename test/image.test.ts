@@ -7,12 +7,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { UserError } from '../core/errors.ts';
 import { cpioNewc, readTar, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, TarError, writeTar } from '../vm/image-files.ts';
 import { sweepStale } from '../vm/image.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_FILES, imagesDir, MANIFEST, openImage, STAMP, verifyImage, type ImageArch } from '../vm/image-verify.ts';
-import { fakeImage, flipByte, leftovers, sha } from './image-fixtures.ts';
+import { fakeImage, flipByte, freshFolders, leftovers, sha } from './image-fixtures.ts';
+import { userErrorOfAsync } from './user-error.ts';
 
 let tmp: string;
 beforeAll(() => {
@@ -22,22 +22,7 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-let n = 0;
-const fresh = (name: string) => {
-  const d = path.join(tmp, `${name}-${++n}`);
-  fs.mkdirSync(d, { recursive: true });
-  return d;
-};
-
-async function userErrorOf(p: Promise<unknown>): Promise<UserError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
+const fresh = freshFolders(() => tmp);
 
 describe('cpioNewc', () => {
   const entries = [
@@ -100,7 +85,7 @@ describe('verifyImage', () => {
   it('refuses a folder with no manifest, naming the fix', async () => {
     const { dir } = fakeImage(cache);
     fs.rmSync(path.join(dir, MANIFEST));
-    const e = await userErrorOf(verifyImage(dir, { arch: 'amd64' }));
+    const e = await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }));
     expect(e.message).toContain(`has no ${MANIFEST}`);
     expect(e.fix).toContain(buildFix('amd64'));
     expect(e.fix).toContain('npm run image import FILE');
@@ -109,19 +94,19 @@ describe('verifyImage', () => {
   it('refuses a manifest that does not parse, or is of another format', async () => {
     const { dir } = fakeImage(cache);
     fs.writeFileSync(path.join(dir, MANIFEST), '{"format": 1, "arch": "amd64",');
-    expect((await userErrorOf(verifyImage(dir, { arch: 'amd64' }))).message).toMatch(/is corrupt \(manifest\.json does not parse/);
+    expect((await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }))).message).toMatch(/is corrupt \(manifest\.json does not parse/);
     fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify({ format: 2 }));
-    expect((await userErrorOf(verifyImage(dir, { arch: 'amd64' }))).message).toContain('manifest format 2');
+    expect((await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }))).message).toContain('manifest format 2');
   });
 
   it('refuses an image of the wrong architecture, naming both and the build for the one wanted', async () => {
     const { dir } = fakeImage(cache, 'amd64');
-    const e = await userErrorOf(verifyImage(dir, { arch: 'arm64' }));
+    const e = await userErrorOfAsync(verifyImage(dir, { arch: 'arm64' }));
     expect(e.message).toMatch(/is for amd64, but this guest is arm64/);
     expect(e.fix).toContain('npm run image build -- --arch arm64');
     expect(e.fix).toContain('npm run image import FILE');
     const other = fakeImage(fresh('cache'), 'arm64');
-    const e2 = await userErrorOf(verifyImage(other.dir, { arch: 'amd64' }));
+    const e2 = await userErrorOfAsync(verifyImage(other.dir, { arch: 'amd64' }));
     expect(e2.message).toMatch(/is for arm64, but this guest is amd64/);
     expect(e2.fix).toContain(buildFix('amd64'));
   });
@@ -130,7 +115,7 @@ describe('verifyImage', () => {
     const { dir, manifest } = fakeImage(cache);
     await verifyImage(dir, { arch: 'amd64' });
     fs.truncateSync(path.join(dir, 'rootfs.erofs'), 1000);
-    const e = await userErrorOf(verifyImage(dir, { arch: 'amd64', onHash: () => expect.unreachable('hashed a truncated file') }));
+    const e = await userErrorOfAsync(verifyImage(dir, { arch: 'amd64', onHash: () => expect.unreachable('hashed a truncated file') }));
     expect(e.message).toBe(
       `the guest image in ${dir} is corrupt (rootfs.erofs: 1000 bytes, the manifest says ${manifest.files['rootfs.erofs'].size}: truncated); it will not be booted`,
     );
@@ -141,14 +126,14 @@ describe('verifyImage', () => {
   it('refuses a missing file', async () => {
     const { dir } = fakeImage(cache);
     fs.rmSync(path.join(dir, 'vmlinuz'));
-    expect((await userErrorOf(verifyImage(dir, { arch: 'amd64' }))).message).toContain('(vmlinuz is missing)');
+    expect((await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }))).message).toContain('(vmlinuz is missing)');
   });
 
   it('catches a flipped byte after the stamp was made: the change breaks the stamp, the hash names the file', async () => {
     const { dir } = fakeImage(cache);
     await verifyImage(dir, { arch: 'amd64' });
     flipByte(path.join(dir, 'rootfs.erofs'), 12_345);
-    const e = await userErrorOf(verifyImage(dir, { arch: 'amd64' }));
+    const e = await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }));
     expect(e.message).toMatch(/is corrupt \(rootfs\.erofs: sha256 mismatch\); it will not be booted/);
   });
 
@@ -160,21 +145,21 @@ describe('verifyImage', () => {
     await new Promise((r) => setTimeout(r, 20));
     flipByte(f, 3);
     fs.utimesSync(f, atime, mtime);
-    expect((await userErrorOf(verifyImage(dir, { arch: 'amd64' }))).message).toContain('initramfs.cpio.gz: sha256 mismatch');
+    expect((await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }))).message).toContain('initramfs.cpio.gz: sha256 mismatch');
   });
 
   it('catches an edited manifest whose digest no longer matches its files', async () => {
     const { dir, manifest } = fakeImage(cache);
     manifest.files.vmlinuz.sha256 = '0'.repeat(64);
     fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(manifest));
-    expect((await userErrorOf(verifyImage(dir, { arch: 'amd64' }))).message).toContain('its digest does not match its files');
+    expect((await userErrorOfAsync(verifyImage(dir, { arch: 'amd64' }))).message).toContain('its digest does not match its files');
   });
 });
 
 describe('openImage', () => {
   it('opens the current image of the arch asked for, and says how to get one when there is none', async () => {
     const cache = fresh('cache');
-    const e = await userErrorOf(openImage(cache, 'amd64'));
+    const e = await userErrorOfAsync(openImage(cache, 'amd64'));
     expect(e.message).toBe(`no amd64 guest image in ${imagesDir(cache)}`);
     expect(e.fix).toContain(buildFix('amd64'));
     const { dir, folder } = fakeImage(cache, 'amd64');
@@ -182,7 +167,7 @@ describe('openImage', () => {
     expect(img.dir).toBe(dir);
     expect(img.rootfs).toBe(path.join(dir, 'rootfs.erofs'));
     expect(currentImageFolder(cache, 'amd64')).toBe(folder);
-    expect((await userErrorOf(openImage(cache, 'arm64'))).message).toContain('no arm64 guest image');
+    expect((await userErrorOfAsync(openImage(cache, 'arm64'))).message).toContain('no arm64 guest image');
   });
 });
 
@@ -298,7 +283,7 @@ describe('export and import', () => {
     ])('truncated %s', async (_what, at, message) => {
       const f = damaged('trunc', (x) => fs.truncateSync(x, at > 0 ? at : size + at));
       const to = fresh('cache');
-      const e = await userErrorOf(importImage({ cacheDir: to, file: f }));
+      const e = await userErrorOfAsync(importImage({ cacheDir: to, file: f }));
       expect(e.message).toMatch(message);
       expect(e.message).toContain('nothing was imported');
       expect(e.fix).toMatch(/copy .* again from the original/);
@@ -309,7 +294,7 @@ describe('export and import', () => {
     it('a flipped byte in a file', async () => {
       const f = damaged('flip', (x) => flipByte(x, size - 2048 - 5000));
       const to = fresh('cache');
-      const e = await userErrorOf(importImage({ cacheDir: to, file: f }));
+      const e = await userErrorOfAsync(importImage({ cacheDir: to, file: f }));
       expect(e.message).toMatch(/rootfs\.erofs: sha256 mismatch; nothing was imported/);
       expect(leftovers(to)).toEqual([]);
     });
@@ -317,20 +302,20 @@ describe('export and import', () => {
     it('a flipped byte in a header', async () => {
       const f = damaged('hdr', (x) => flipByte(x, 512 + 130));
       const to = fresh('cache');
-      expect((await userErrorOf(importImage({ cacheDir: to, file: f }))).message).toMatch(/damaged header at byte 512/);
+      expect((await userErrorOfAsync(importImage({ cacheDir: to, file: f }))).message).toMatch(/damaged header at byte 512/);
       expect(leftovers(to)).toEqual([]);
     });
 
     it('a file that is no export at all', async () => {
       const f = damaged('junk', (x) => fs.writeFileSync(x, crypto.randomBytes(5000)));
       const to = fresh('cache');
-      expect((await userErrorOf(importImage({ cacheDir: to, file: f }))).message).toMatch(/is not a sound guest image: a damaged header at byte 0/);
+      expect((await userErrorOfAsync(importImage({ cacheDir: to, file: f }))).message).toMatch(/is not a sound guest image: a damaged header at byte 0/);
       expect(leftovers(to)).toEqual([]);
     });
 
     it('an image of another arch than --arch asks for: refused after its manifest, before its files', async () => {
       const to = fresh('cache');
-      const e = await userErrorOf(importImage({ cacheDir: to, file: damaged('arch', (x) => fs.truncateSync(x, 512 * 8)), arch: 'arm64' }));
+      const e = await userErrorOfAsync(importImage({ cacheDir: to, file: damaged('arch', (x) => fs.truncateSync(x, 512 * 8)), arch: 'arm64' }));
       expect(e.message).toMatch(/is for amd64, but --arch asks for arm64; nothing was imported/);
       expect(e.fix).toContain('npm run image build -- --arch arm64');
       expect(leftovers(to)).toEqual([]);
@@ -338,7 +323,7 @@ describe('export and import', () => {
 
     it('a missing file', async () => {
       const to = fresh('cache');
-      const e = await userErrorOf(importImage({ cacheDir: to, file: path.join(tmp, 'no-such.tar') }));
+      const e = await userErrorOfAsync(importImage({ cacheDir: to, file: path.join(tmp, 'no-such.tar') }));
       expect(e.message).toMatch(/does not exist/);
       expect(e.fix).toContain('npm run image export FILE');
       expect(folder).toMatch(/^amd64-/);
@@ -346,7 +331,7 @@ describe('export and import', () => {
   });
 
   it('export without an image says how to make one', async () => {
-    const e = await userErrorOf(exportImage({ cacheDir: fresh('cache'), arch: 'amd64', file: path.join(tmp, 'x.tar') }));
+    const e = await userErrorOfAsync(exportImage({ cacheDir: fresh('cache'), arch: 'amd64', file: path.join(tmp, 'x.tar') }));
     expect(e.message).toContain('no amd64 guest image to export');
     expect(e.fix).toBe(buildFix('amd64'));
   });
@@ -357,7 +342,7 @@ describe('export and import', () => {
     await verifyImage(dir, { arch: 'amd64' });
     flipByte(path.join(dir, 'vmlinuz'), 0);
     const out = path.join(fresh('usb'), 'bad.tar');
-    expect((await userErrorOf(exportImage({ cacheDir: cache, arch: 'amd64', file: out }))).message).toContain('vmlinuz: sha256 mismatch');
+    expect((await userErrorOfAsync(exportImage({ cacheDir: cache, arch: 'amd64', file: out }))).message).toContain('vmlinuz: sha256 mismatch');
     expect(fs.existsSync(out)).toBe(false);
   });
 });

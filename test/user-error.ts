@@ -11,3 +11,14 @@ export function userErrorOf(fn: () => unknown): UserError {
   }
   throw new Error('expected a UserError, nothing was thrown');
 }
+
+/** The UserError a promise rejects with. */
+export async function userErrorOfAsync(p: Promise<unknown>): Promise<UserError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(UserError);
+    return e as UserError;
+  }
+  throw new Error('expected a UserError, nothing was thrown');
+}
