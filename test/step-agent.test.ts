@@ -142,3 +142,20 @@ describe('step agent', () => {
     expect(Object.fromEntries(exits)).toEqual({ 7: 127, 8: 127, 9: 0 });
   });
 });
+
+describe("the runner's client", () => {
+  it("takes a 'B' frame (a new agent took the guest's port) as its agent gone: the running step ends with no exit code", async () => {
+    const { PassThrough } = await import('node:stream');
+    const fromAgent = new PassThrough();
+    const toAgent = new PassThrough();
+    const agent = new StepAgent(fromAgent, toAgent);
+    fromAgent.write(frame('H', 0, Buffer.from('1')));
+    await agent.started(1000);
+    const step = agent.exec('sleep 300');
+    fromAgent.write(frame('O', 1, Buffer.from('started\n')));
+    fromAgent.write(frame('B', 0));
+    const r = await step;
+    expect(r.code).toBeNull();
+    expect(agent.isClosed).toBe(true);
+  });
+});

@@ -97,6 +97,11 @@ export class StepAgent {
       this.onHello();
       return;
     }
+    // A new agent took the guest's port: the one serving us died, and our steps with it.
+    if (type === 'B') {
+      this.close();
+      return;
+    }
     const p = this.pending.get(id);
     if (!p) return;
     if (type === 'O') {

@@ -18,13 +18,18 @@ export interface CliRun {
 
 /** Progress of the tests' runs, apart from the developer's own; gone after the test file. */
 export const testStateHome = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-test-state-'));
-afterAll(() => fs.rmSync(testStateHome, { recursive: true, force: true }));
+/** The warm VM a test's run would attach to: none, unless the test sets LAB_VM_DIR (a developer's own warm VM is never used). */
+const noWarmVm = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-test-no-warm-'));
+afterAll(() => {
+  fs.rmSync(testStateHome, { recursive: true, force: true });
+  fs.rmSync(noWarmVm, { recursive: true, force: true });
+});
 
 export function cli(args: string[], env: Record<string, string> = {}): CliRun {
   // As `npm run lab` starts it (the bundled CLI, rebuilt when a source changed), minus npm.
   const child = spawn(process.execPath, ['runner/launch.mjs', ...args], {
     cwd: root,
-    env: { ...process.env, CI: '1', NO_COLOR: '1', LAB_STATE_HOME: testStateHome, ...env },
+    env: { ...process.env, CI: '1', NO_COLOR: '1', LAB_STATE_HOME: testStateHome, LAB_VM_DIR: noWarmVm, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

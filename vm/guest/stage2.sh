@@ -89,10 +89,13 @@ name_ports() {
 # and is started again should it ever exit. Steps find what an SSH session
 # would give them: root's home as their folder, and its environment.
 serve_agent() {
+  local again=
   cd /root || return
   while :; do
     env -i PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
-      "$BUILD/bin/step-agent" --serve /dev/virtio-ports/sockmap-labs.agent </dev/null 2>/dev/console
+      "$BUILD/bin/step-agent" --serve /dev/virtio-ports/sockmap-labs.agent $again </dev/null 2>/dev/console
+    # The next one tells a runner the last one was serving that it died.
+    again=--restarted
     sleep 1
   done
 }

@@ -28,6 +28,8 @@
 //                                     answer 'H' with "nonce version"
 //                     'Q' 0           the runner leaves: kill its steps now
 //   agent -> runner   'H' 0  version  the agent is ready (on stdin/stdout: at once)
+//                     'B' 0           (--serve --restarted) a new agent took the port:
+//                                     the one serving this runner died with its steps
 //                     'O' id bytes    the step wrote to stdout
 //                     'E' id bytes    the step wrote to stderr
 //                     'X' id int32    the step ended: exit code, or 128 + signal
@@ -497,7 +499,7 @@ static void wait_for_host(void)
 	}
 }
 
-static int serve(const char *path)
+static int serve(const char *path, int restarted)
 {
 	struct stat st;
 	int is_socket = stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
@@ -515,6 +517,12 @@ static int serve(const char *path)
 		on_port = 1;
 	}
 	fprintf(stderr, "step-agent: serving %s\n", path);
+	// The agent before this one died (stage2.sh starts another): a runner it was
+	// serving still holds the port and would wait for its steps for ever. Tell it.
+	// Only while a host is there: a port written to with none connected is
+	// throttled until the next one disconnects.
+	if (restarted && on_port && host_connected())
+		send_frame('B', 0, NULL, 0);
 	for (;;) {
 		if (is_socket) {
 			port = connect_runner(path);
@@ -549,11 +557,12 @@ int main(int argc, char **argv)
 	}
 	if (access("/bin/bash-static", X_OK) == 0)
 		static_bash = "/bin/bash-static";
-	if (argc == 3 && strcmp(argv[1], "--serve") == 0)
-		return serve(argv[2]);
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "--restarted") == 0)) && strcmp(argv[1], "--serve") == 0)
+		return serve(argv[2], argc == 4);
 	if (argc != 1) {
 		fprintf(stderr, "usage: step-agent            (frames on stdin/stdout)\n"
-				"       step-agent --serve PORT  (a virtio-serial port, for ever)\n");
+				"       step-agent --serve PORT [--restarted]  (a virtio-serial port, for ever;\n"
+				"                                 --restarted: tell a runner still there that the last agent died)\n");
 		return 2;
 	}
 	send_frame('H', 0, AGENT_VERSION, (uint32_t)strlen(AGENT_VERSION));
