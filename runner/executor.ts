@@ -175,14 +175,15 @@ export function backgroundCommand(step: Step & { background: string }, timeoutS:
 
 /**
  * Why the machine died, when a step ended with no exit status. QEMU's exit
- * reaches us a moment after the SSH connection breaks, so a lost connection is
- * looked at again for up to 1.5 s: a dead QEMU or a panic is the better answer.
+ * reaches us a moment after its connection (SSH, or the step agent's socket)
+ * breaks, so a lost connection is looked at again for up to 1.5 s: a dead QEMU
+ * or a panic is the better answer.
  */
 async function settledHealth(backend: Backend): Promise<string | undefined> {
   let why: string | undefined;
   for (let i = 0; i < 15; i++) {
     why = backend.health?.();
-    if (why && !/SSH connection/.test(why)) return why;
+    if (why && !/\bconnection\b/.test(why)) return why;
     await new Promise((r) => setTimeout(r, 100));
   }
   return why;
