@@ -16,6 +16,7 @@ import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-com
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
 import { runLabs } from './run-labs.ts';
+import { watchLab } from './watch.ts';
 import { colorWanted, paint } from './style.ts';
 
 const p = paint(colorWanted(process.stderr));
@@ -54,6 +55,7 @@ program
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
   .option('-s, --step', 'pause before each step: Enter runs it, s skips it, q quits')
+  .option('-w, --watch', "check an exercise again each time you save a file in its exercise/ folder (a warm VM stays up; Ctrl-C stops)")
   .option('--solutions', "run the exercises with their reference solutions (CI does), not your files")
   .option('--apply', 'with "solution N": copy the solution over your exercise files')
   .option('--no-warm', 'boot a fresh VM even when a warm one is up')
@@ -72,6 +74,7 @@ Examples:
   npm run lab new udp-redirect   start a new lab (for instructors; see docs/authoring.md)
   npm run lab 2 -- --quiet       commands and verdicts only
   npm run lab 3 -- --step        pause before each step, to read and predict
+  npm run lab 5 -- --watch       re-check exercise 05 on every save: only what changed since the last try
   npm run lab solution 5         the answer to lab 05's exercise, as a diff with your file
   npm run lab solution 5 -- --apply    put the answer in place
   npm run lab 1 -- --arch arm64   lab 01 in an arm64 guest (npm run image build -- --arch arm64 first)
@@ -111,6 +114,10 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
         break;
     }
     if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
+    if (o.watch) {
+      process.exitCode = await watchLab(cfg, labs);
+      return;
+    }
     process.exitCode = await runLabs(cfg, { labs, reporters: o.reporter, output: o.output, quiet: o.quiet, step: o.step });
   });
 

@@ -101,3 +101,13 @@ export function errnoPatterns(name: string): RegExp[] {
   if (msg) pats.push(new RegExp(msg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i'));
   return pats;
 }
+
+/**
+ * From a message back to its name, for output that prints only the message
+ * (bpftool): longest message first, so no message matches inside a longer one;
+ * where two names share a message, the one Linux returns (EOPNOTSUPP over ENOTSUP).
+ */
+export const ERRNO_NAME_OF_MESSAGE: [message: string, name: string][] = Object.entries(ERRNO_MESSAGES)
+  .filter(([name]) => name !== 'ENOTSUP')
+  .map(([name, message]): [string, string] => [message, name])
+  .sort((a, b) => b[0].length - a[0].length);

@@ -8,6 +8,7 @@ import { shq } from '../core/shell.ts';
 import type { Backend, ExecResult } from '../vm/backend.ts';
 import { compareVersions, missingConfig } from '../vm/kernel.ts';
 import { evaluate, type CheckResult } from './checks.ts';
+import { explainFailure, type Explanation } from './explain.ts';
 import type { RunFingerprint } from './fingerprint.ts';
 import type { LabSpec, Step } from './lab-schema.ts';
 import type { LoadedLab } from './labs.ts';
@@ -24,6 +25,8 @@ export interface StepResult {
   durationMs: number;
   /** Why it was skipped, or an error that kept it from running. */
   reason?: string;
+  /** A failed step's errnos from SOCKMAP operations, explained (runner/explain.ts). */
+  explanations?: Explanation[];
 }
 
 /** The machine a lab ran on. */
@@ -281,6 +284,10 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
         result = { title: step.title, status: ok ? 'passed' : 'failed', command: step.run, checks, exec, durationMs: exec.durationMs };
         if (ctx.signal?.aborted) result.reason = 'interrupted';
         else if (dead) result.reason = `the machine died during this step: ${dead}`;
+        else if (!ok) {
+          const why = explainFailure(exec.stdout + exec.stderr, ctx.kernelRelease, step.expect?.errno);
+          if (why.length) result.explanations = why;
+        }
       } catch (e) {
         // The backends' exec errors already say why the machine is gone; no need to wait for more.
         const dead = backend.health?.();

@@ -107,6 +107,11 @@ function stepHtml(r: LabResult, s: StepResult, i: number, matrixIds: Map<StepRes
     s.status === 'failed' ? diffBlock(s) : '',
     outputBlock(s),
     matrixLink ? `<p class="matrix-link">This step measured the support matrix: <a href="#${esc(matrixLink)}">see the grid</a>.</p>` : '',
+    s.explanations?.length
+      ? `<div class="explain"><b>in SOCKMAP terms</b>${s.explanations
+          .map((e) => `<p><b>${esc(e.operation)} → ${esc(e.errno)}</b>: ${esc(e.text)} <span class="source">decided by <code>${esc(e.source)}</code>; seen in <code>${esc(e.line)}</code></span></p>`)
+          .join('')}</div>`
+      : '',
     spec?.hint && s.status === 'failed' ? `<div class="hint"><b>hint</b>${markdownHtml(spec.hint)}</div>` : '',
     `</li>`,
   ].join('\n');
@@ -174,6 +179,8 @@ table.checks pre { background: transparent; border: 0; padding: 0; margin: 0; }
 li.step.skipped .reason { color: var(--skip); font-weight: 400; }
 details > summary { cursor: pointer; color: var(--muted); }
 .hint { background: var(--skip-bg); border-radius: 6px; padding: 6px 10px; }
+.explain { background: var(--fail-bg); border-radius: 6px; padding: 6px 10px; margin: 6px 0; }
+.explain .source { color: #666; font-size: 0.9em; }
 .warning { background: var(--skip-bg); padding: 6px 10px; border-radius: 6px; }
 .grids { display: flex; flex-wrap: wrap; gap: 14px 28px; align-items: flex-start; }
 table.grid { border-collapse: collapse; margin: 6px 0; }

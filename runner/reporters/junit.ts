@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
+import { explanationLine } from '../explain.ts';
 import { fingerprintProperties } from '../fingerprint.ts';
 import { projectRoot } from '../../core/paths.ts';
 
@@ -31,11 +32,16 @@ const secs = (ms: number) => (ms / 1000).toFixed(3);
 /** A failed step as text: the command, each failed check, the reason. */
 export function failureText(s: StepResult): { message: string; body: string } {
   const failed = s.checks.filter((c) => !c.ok);
-  const message = failed.length ? failed.map((c) => `${c.name}: expected ${c.expected.split('\n')[0]}`).join('; ') : (s.reason ?? 'failed');
+  const why = s.explanations ?? [];
+  const message = [
+    failed.length ? failed.map((c) => `${c.name}: expected ${c.expected.split('\n')[0]}`).join('; ') : (s.reason ?? 'failed'),
+    ...why.map((e) => `${explanationLine(e)} [${e.source}]`),
+  ].join(' — ');
   const body = [
     `command:\n${s.command.trimEnd()}`,
     ...failed.map((c) => `${c.name}\n  expected: ${c.expected}\n  got:      ${c.got}`),
     ...(s.reason ? [`reason: ${s.reason}`] : []),
+    ...why.map((e) => `in SOCKMAP terms: ${explanationLine(e)}\n  seen in: ${e.line}\n  decided by: ${e.source}`),
   ].join('\n\n');
   return { message, body };
 }

@@ -122,6 +122,14 @@ export class TerminalReporter implements Reporter {
         for (const l of tail) this.line(`      ${l}`);
       }
     }
+    if (r.explanations?.length) {
+      this.line(`    ${this.p.cyan('in SOCKMAP terms:')}`);
+      for (const e of r.explanations) {
+        this.line(`      ${this.p.bold(`${e.operation} → ${e.errno}`)} ${this.p.dim(`(${e.line})`)}`);
+        this.line(renderMarkdown(e.text, { width: this.width(), color: this.o.color, indent: '        ' }));
+        this.line(`        ${this.p.dim(`decided by ${e.source}`)}`);
+      }
+    }
     if (step.hint && r.status === 'failed') {
       this.line(`    ${this.p.yellow('hint:')}`);
       this.line(renderMarkdown(step.hint, { width: this.width(), color: this.o.color, indent: '      ' }));

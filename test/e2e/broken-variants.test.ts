@@ -29,10 +29,18 @@ describe('broken variants of the real labs fail', () => {
         fs.cpSync(lab.dir, path.join(dir, lab.id), { recursive: true });
         fs.writeFileSync(path.join(dir, lab.id, 'lab.yaml'), `# broken: ${b.why}\n${stringify(broken)}`);
       }
-      const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions'], { LABS_DIR: dir }).done;
+      const junit = path.join(dir, 'junit.xml');
+      const html = path.join(dir, 'report.html');
+      const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions', '--reporter', `junit=${junit}`, '--reporter', `html=${html}`, '--reporter', 'human'], { LABS_DIR: dir }).done;
       expect(code, tail(out)).toBe(1);
       for (const e of expected) expect(out, `${e.id}: ${e.why}`).toContain(`✖ FAIL ${e.step}`);
       expect(out).toContain(`labs: 0 passed, ${labs.length} failed`);
+      // Real failures explained in SOCKMAP terms, in every report: lab 09's broken
+      // variant deletes an empty SOCKMAP slot (EINVAL), and its socket's writes stay dropped (EACCES).
+      expect(out).toMatch(/in SOCKMAP terms:\n[\s\S]*?delete → EINVAL \(Error: delete failed: Invalid argument\)\n\s+on a SOCKMAP, deleting an empty slot/);
+      expect(out).toMatch(/send → EACCES \(bash: line \d+: echo: write error: Permission denied\)/);
+      expect(fs.readFileSync(junit, 'utf8')).toMatch(/<failure message="[^"]*delete → EINVAL: on a SOCKMAP, deleting an empty slot[^"]*\[net\/core\/sock_map\.c: __sock_map_delete\(\)\]/);
+      expect(fs.readFileSync(html, 'utf8')).toContain('<b>delete → EINVAL</b>: on a SOCKMAP, deleting an empty slot');
     },
     600_000,
   );
