@@ -156,6 +156,9 @@ const vngCold: number[] = [];
 if (which('vng')) for (let i = 0; i < runs; i++) vngCold.push(cliLab(['--no-warm', '--backend', 'vng']));
 try {
   const state = await vmUp(warmCfg);
+  // vm up ran in this process: let its connection to the guest's agent close
+  // before spawnSync blocks the event loop (QEMU serves one client at a time).
+  await new Promise((r) => setTimeout(r, 1500));
   for (let i = 0; i < runs; i++) cliWarm.push(cliLab([]));
   for (let i = 0; i < runs; i++) warmLab.push(await timeLab(() => new AttachedBackend(state, warmStore(warmCfg)), 'warm'));
 } finally {
