@@ -367,3 +367,16 @@ it('buildFix names --arch only for a guest of another arch than this machine', (
   expect(buildFix(here)).toBe('npm run image build');
   expect(buildFix(there)).toBe(`npm run image build -- --arch ${there}`);
 });
+
+describe('boot modules in the initramfs', () => {
+  it('lose their appended signature (the kernel then skips checking it), and an unsigned module stays as it is', async () => {
+    const { withoutSignature } = await import('../vm/image.ts');
+    const body = Buffer.from('\x7fELF module body');
+    const sig = Buffer.alloc(37, 0xab);
+    const info = Buffer.alloc(12);
+    info.writeUInt32BE(sig.length, 8);
+    const signed = Buffer.concat([body, sig, info, Buffer.from('~Module signature appended~\n')]);
+    expect(withoutSignature(signed)).toEqual(body);
+    expect(withoutSignature(body)).toEqual(body);
+  });
+});

@@ -89,13 +89,34 @@ export const GUEST_PACKAGES = [
 export const kernelPackageFor = (arch: ImageArch) => `linux-image-6.12-${arch}`;
 
 /**
- * Modules the initramfs loads before the root is mounted, in this order (their
- * dependencies first, built-in ones left out): the disk, its file system, the
- * project share (9p over virtio) and overlayfs for /etc, /var and /root. crc32c_generic
- * comes first because erofs needs libcrc32c, which asks the crypto API for
- * crc32c, which would otherwise need modprobe (there is none before the root).
+ * Modules the initramfs loads before the root is mounted, as chains loaded
+ * side by side (each chain in order, its dependencies first, built-in ones
+ * left out; no module in two chains): the disk's file system, the disk, the
+ * project share (9p over virtio) and overlayfs for /etc, /var and /root.
+ * crc32c_generic comes before erofs because erofs needs libcrc32c, which asks
+ * the crypto API for crc32c, which would otherwise need modprobe (there is
+ * none before the root). Side by side, and without their signatures (below),
+ * they load ~0.7 s sooner under TCG than one after another.
  */
-export const IMAGE_BOOT_MODULES = ['crc32c_generic', 'virtio_blk', 'erofs', 'netfs', '9pnet', '9pnet_virtio', '9p', 'overlay'];
+export const IMAGE_BOOT_CHAINS = [['crc32c_generic', 'erofs'], ['virtio_blk'], ['9p', '9pnet_virtio'], ['overlay']];
+export const IMAGE_BOOT_MODULES = IMAGE_BOOT_CHAINS.flat();
+
+/** The trailer the kernel's sign-file appends to a signed module, after the signature and a 12-byte struct module_signature. */
+const MODULE_SIG_MARK = Buffer.from('~Module signature appended~\n');
+
+/**
+ * A module without its appended signature. The guest kernel then loads it
+ * unchecked (it taints itself 'E', which nothing in the labs reads) instead of
+ * hashing it and checking an RSA signature, tens of milliseconds each under
+ * TCG. Only the initramfs's boot modules: those the labs load from the image
+ * (vsock_loopback, …) keep their signatures.
+ */
+export function withoutSignature(ko: Buffer): Buffer {
+  if (ko.length < MODULE_SIG_MARK.length + 12 || !ko.subarray(ko.length - MODULE_SIG_MARK.length).equals(MODULE_SIG_MARK)) return ko;
+  const info = ko.length - MODULE_SIG_MARK.length - 12;
+  const sigLen = ko.readUInt32BE(info + 8);
+  return sigLen > info ? ko : ko.subarray(0, info - sigLen);
+}
 
 /** mkfs.erofs compression: lz4hc, 64 KiB clusters (amd64: 307 MB in ~40 s; with 4 KiB clusters ~350 MB, plain lz4 ~380 MB; lz4 is the fastest to read under TCG). */
 const EROFS_OPTIONS = ['-zlz4hc', '-C65536', '-Eztailpacking'];
@@ -427,15 +448,18 @@ async function decompressModule(file: string, signal?: AbortSignal): Promise<Buf
   });
 }
 
-/** The initramfs: /init (image-init), the image's static busybox, the boot modules (plain .ko) and their order. */
+/** The initramfs: /init (image-init), the image's static busybox, the boot modules (plain .ko, unsigned) and their chains. */
 async function writeInitramfs(tree: string, release: string, out: string, signal?: AbortSignal): Promise<string[]> {
   const modulesDir = path.join(tree, 'usr/lib/modules', release);
-  let modules;
+  let chains;
   try {
-    modules = resolveBootModules(modulesDir, IMAGE_BOOT_MODULES);
+    chains = IMAGE_BOOT_CHAINS.map((c) => resolveBootModules(modulesDir, c));
   } catch (e) {
     throw new Error(`the guest kernel ${release} cannot boot the image: ${(e as Error).message}`);
   }
+  const modules = chains.flat();
+  const twice = modules.map((m) => m.name).filter((n, i, all) => all.indexOf(n) !== i);
+  if (twice.length) throw new Error(`the boot module chains of kernel ${release} share ${twice.join(', ')}: they cannot load side by side (vm/image.ts IMAGE_BOOT_CHAINS)`);
   const busybox = findStaticBusybox([path.join(tree, 'usr/bin/busybox')]);
   const dir = (name: string): CpioEntry => ({ name, mode: S_IFDIR | 0o755 });
   const entries: CpioEntry[] = [
@@ -449,8 +473,9 @@ async function writeInitramfs(tree: string, release: string, out: string, signal
     dir('newroot'),
     dir('modules'),
   ];
-  for (const m of modules) entries.push({ name: `modules/${m.name}.ko`, mode: S_IFREG | 0o644, data: await decompressModule(m.file, signal) });
-  entries.push({ name: 'modules/order', mode: S_IFREG | 0o644, data: Buffer.from(modules.map((m) => m.name).join('\n') + '\n') });
+  for (const m of modules) entries.push({ name: `modules/${m.name}.ko`, mode: S_IFREG | 0o644, data: withoutSignature(await decompressModule(m.file, signal)) });
+  // One chain a line; image-init loads the lines side by side.
+  entries.push({ name: 'modules/chains', mode: S_IFREG | 0o644, data: Buffer.from(chains.map((c) => c.map((m) => m.name).join(' ')).join('\n') + '\n') });
   fs.writeFileSync(out, zlib.gzipSync(cpioNewc(entries), { level: 9 }));
   return modules.map((m) => m.name);
 }

@@ -67,10 +67,17 @@ describe.skipIf(missing.length > 0 || process.arch !== 'x64')(`npm run image bui
   it('puts the image-init, the static busybox and the boot modules (plain .ko, in order) in the initramfs', (ctx) => {
     if (!resolvable) ctx.skip();
     const list = execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -it', 'sh', path.join(first.dir, 'initramfs.cpio.gz')], { encoding: 'utf8' }).split('\n');
-    expect(list).toEqual(expect.arrayContaining(['init', 'bin/busybox', 'dev/console', 'modules/order', 'modules/erofs.ko', 'modules/virtio_blk.ko', 'modules/9p.ko', 'modules/overlay.ko']));
-    const order = execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -i --to-stdout modules/order', 'sh', path.join(first.dir, 'initramfs.cpio.gz')], { encoding: 'utf8' });
-    expect(order.trim().split('\n')).toEqual(first.manifest.bootModules);
-    expect(first.manifest.bootModules.indexOf('libcrc32c')).toBeLessThan(first.manifest.bootModules.indexOf('erofs'));
+    expect(list).toEqual(expect.arrayContaining(['init', 'bin/busybox', 'dev/console', 'modules/chains', 'modules/erofs.ko', 'modules/virtio_blk.ko', 'modules/9p.ko', 'modules/overlay.ko']));
+    const chains = execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -i --to-stdout modules/chains', 'sh', path.join(first.dir, 'initramfs.cpio.gz')], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '));
+    // Chains load side by side: together they are the manifest's modules, each once, each chain dependencies first.
+    expect(chains.flat()).toEqual(first.manifest.bootModules);
+    const fs1 = chains.find((c) => c.includes('erofs'))!;
+    expect(fs1.indexOf('crc32c_generic')).toBeLessThan(fs1.indexOf('libcrc32c'));
+    expect(fs1.indexOf('libcrc32c')).toBeLessThan(fs1.indexOf('erofs'));
+    expect(chains.find((c) => c.includes('9p'))!.indexOf('9pnet')).toBeLessThan(chains.find((c) => c.includes('9p'))!.indexOf('9p'));
     const init = execFileSync('sh', ['-c', 'gzip -dc "$1" | cpio --quiet -i --to-stdout init', 'sh', path.join(first.dir, 'initramfs.cpio.gz')]);
     expect(init).toEqual(fs.readFileSync(path.join(projectRoot, 'vm/guest/image-init')));
   });
