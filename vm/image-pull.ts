@@ -31,6 +31,7 @@ import {
   imagesDir,
   isImageArch,
   removeOtherImages,
+  requireFreeSpace,
   setCurrentImage,
   verifyImage,
   type ImageArch,
@@ -462,14 +463,6 @@ async function resolvePublished(reg: Registry, choice: Choice, arch: ImageArch, 
 
 // ---- the pull ------------------------------------------------------------------
 
-function freeBytes(dir: string): number | undefined {
-  try {
-    const s = fs.statfsSync(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return undefined;
-  }
-}
 
 export interface PullResult {
   manifest: ImageManifest;
@@ -544,13 +537,8 @@ export async function pullImage(o: {
   }
 
   const { size, digest } = pub.layer;
-  const free = freeBytes(images);
   // The download, then its unpacked copy beside it until the import is done.
-  if (free !== undefined && free < 2 * size + 50e6)
-    throw new UserError(
-      `pulling the guest image needs about ${mb(2 * size)} free in ${images}; there are ${mb(free)}`,
-      'free some space, or set LAB_CACHE_DIR to a folder on a bigger disk',
-    );
+  requireFreeSpace(images, 2 * size + 50e6, 'pulling the guest image');
   // Named as sweepStale (vm/image.ts) expects: one a killed pull left is removed by the next image command.
   const tmp = path.join(images, `.download-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
   const source = `${repo.display}@${pub.manifestDigest}`;

@@ -221,6 +221,20 @@ export async function verifyImage(dir: string, o: VerifyOptions): Promise<{ mani
 /** The cache's folder of images. */
 export const imagesDir = (cacheDir: string) => path.join(cacheDir, 'images');
 
+const gbOrMb = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(1)} MB`);
+
+/** Stops `doing` (a build, a pull) with the fix when `dir`'s disk has less than `bytes` free; free space that cannot be read passes. */
+export function requireFreeSpace(dir: string, bytes: number, doing: string): void {
+  let free: number;
+  try {
+    const s = fs.statfsSync(dir);
+    free = s.bavail * s.bsize;
+  } catch {
+    return;
+  }
+  if (free < bytes) throw new UserError(`${doing} needs about ${gbOrMb(bytes)} free in ${dir}; there are ${gbOrMb(free)}`, 'free some space, or set LAB_CACHE_DIR to a folder on a bigger disk');
+}
+
 /** An image's folder name: its arch and the first 16 hex digits of its inputs digest. */
 export const imageFolderName = (arch: ImageArch, inputsDigest: string) => `${arch}-${inputsDigest.slice(0, 16)}`;
 

@@ -41,6 +41,7 @@ import {
   MANIFEST,
   readManifest,
   removeOtherImages,
+  requireFreeSpace,
   setCurrentImage,
   sha256File,
   verifyImage,
@@ -504,15 +505,6 @@ export function sweepStale(cacheDir: string): void {
   }
 }
 
-function freeBytes(dir: string): number | undefined {
-  try {
-    const s = fs.statfsSync(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Room a build needs beside the download cache: the tree (~650 MB) and the erofs (~320 MB). */
 const BUILD_SPACE = 1.5e9;
 
@@ -559,12 +551,7 @@ export async function buildImage(o: {
       log(`the image in ${final} is unusable (${e.message}): building it again`);
     }
   }
-  const free = freeBytes(images);
-  if (free !== undefined && free < BUILD_SPACE)
-    throw new UserError(
-      `building the guest image needs about ${(BUILD_SPACE / 1e9).toFixed(1)} GB free in ${images}; there are ${(free / 1e9).toFixed(1)} GB`,
-      'free some space, or set LAB_CACHE_DIR to a folder on a bigger disk',
-    );
+  requireFreeSpace(images, BUILD_SPACE, 'building the guest image');
   const debs = path.join(images, 'debs', arch);
   await download(inputs, debs, cacheDir, log, progress, signal);
   const work = path.join(images, `.build-${arch}-${process.pid}`);
