@@ -22,7 +22,7 @@ import { chooseAccel } from '../vm/accel.ts';
 import type { Backend } from '../vm/backend.ts';
 import { buildGuestPrograms } from '../vm/build.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
-import { openImage } from '../vm/image-verify.ts';
+import { imageChoice } from '../vm/preflight.ts';
 import { ensureInitramfs } from '../vm/initramfs.ts';
 import { buildQemuArgs, QBOOT } from '../vm/qemu-args.ts';
 import { QemuProcess } from '../vm/qemu-process.ts';
@@ -50,8 +50,11 @@ const hostCfg = buildConfig({ rootfs: 'host' });
 const kernel = kernelChoice(hostCfg).kernel!;
 const { path: initrd } = await ensureInitramfs(kernel, cfg.places.cacheDir);
 const { accel } = await chooseAccel(kernel, initrd, cfg.machine.accel, cfg.places.cacheDir);
-const image = await openImage(cfg.places.cacheDir, cfg.machine.arch);
-const imageKernel = { image: image.kernel, release: image.manifest.kernelRelease, modulesDir: '', configPath: image.config, source: 'image' as const };
+// The image and its kernel as a run resolves them (the check included).
+const imageRun = await imageChoice(cfg.places.cacheDir, cfg.machine.arch);
+if (!imageRun.kernel) throw imageRun.problem;
+const image = imageRun.image!;
+const imageKernel = imageRun.kernel;
 /** A cold VM as `npm run lab` boots it: the guest image (its programs built in the guest by now), or the host root. */
 const coldVm = () => bootBackend(cfg, imageKernel, () => {}, { backend: 'qemu', image });
 const coldHostRootVm = () => bootBackend(hostCfg, kernel, () => {}, { backend: 'qemu' });
