@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../core/config.ts';
+import { catchSignals } from '../core/signals.ts';
 import { UserError } from '../core/errors.ts';
 import { onEachMachine } from '../vm/session.ts';
 import { fanOut, runLab, type LabResult } from './executor.ts';
@@ -30,7 +31,7 @@ interface Try {
 }
 
 /** The first failed step of a try, in a few lines: what was expected, what came, the hint. */
-function describeTry(t: Try, last: Try | undefined, lab: LoadedLab, p: Paint): string[] {
+function describeTry(t: Try, last: Try | undefined, lab: LoadedLab, p: Paint, color: boolean): string[] {
   const steps = t.result.steps;
   const when = new Date().toLocaleTimeString();
   if (!t.failedAt) return [`${p.green('✔')} try ${t.n} (${when}): all ${steps.length} steps pass${last && last.failedAt ? ` ${p.dim(`(last try failed at step ${last.failedAt})`)}` : ''}. Solved: Ctrl-C to stop watching.`];
@@ -45,7 +46,7 @@ function describeTry(t: Try, last: Try | undefined, lab: LoadedLab, p: Paint): s
   } else if (s.reason) lines.push(`    ${s.reason}`);
   for (const e of s.explanations ?? []) lines.push(`    ${p.cyan('in SOCKMAP terms:')} ${explanationLine(e)}`);
   const hint = lab.spec.steps.find((x) => x.title === s.title)?.hint;
-  if (hint) lines.push(`    ${p.yellow('hint:')}`, renderMarkdown(hint, { width: Math.min(process.stdout.columns || 100, 100), color: colorWanted(), indent: '      ' }));
+  if (hint) lines.push(`    ${p.yellow('hint:')}`, renderMarkdown(hint, { width: Math.min(process.stdout.columns || 100, 100), color, indent: '      ' }));
   return lines;
 }
 
@@ -56,7 +57,8 @@ export async function watchLab(cfg: Config, which: string[]): Promise<number> {
   if (!fs.existsSync(folder))
     throw new UserError(`lab ${lab.id} has no exercise to watch (no exercise/ folder)`, `watch a lab with one: ${discoverLabs(cfg.places.labsDir).filter((r) => fs.existsSync(path.join(r.dir, 'exercise'))).map((r) => `npm run lab ${r.number} -- --watch`).join(', ')}`);
   if (cfg.machine.backend !== 'qemu') throw new UserError('--watch keeps a warm VM up, which only the qemu backend has', 'drop --backend');
-  const p = paint(colorWanted());
+  const color = colorWanted();
+  const p = paint(color);
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const ui = sessionUi({ tty: false, notice: (s) => say(p.dim(`» ${s}`)), what: 'the try' });
 
@@ -74,45 +76,40 @@ export async function watchLab(cfg: Config, which: string[]): Promise<number> {
     changed = true;
     setTimeout(() => wake(), SETTLE_MS);
   });
-  const onSignal = (sig: NodeJS.Signals) => {
-    stop = sig;
-    wake();
+  /** Waits for a save; resolves with the signal instead when Ctrl-C (or SIGTERM) comes first. */
+  const nextSave = async (): Promise<NodeJS.Signals | undefined> => {
+    const signals = catchSignals();
+    try {
+      while (!changed && !signals.signal.aborted)
+        await new Promise<void>((r) => {
+          wake = r;
+          signals.signal.addEventListener('abort', () => r(), { once: true });
+        });
+      return signals.interrupted();
+    } finally {
+      signals.dispose();
+    }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   say(`watching ${path.relative(process.cwd(), folder) || folder}: save a file there to check lab ${lab.id} again; Ctrl-C stops.`);
   try {
-    while (!stop) {
-      if (!changed) {
-        await new Promise<void>((r) => (wake = r));
-        continue;
-      }
+    while (!(stop = await nextSave())) {
       changed = false;
       let result: LabResult | undefined;
       // Ctrl-C during a try stops the try (the session's own handler) and the watch.
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      const interrupted = await onEachMachine(cfg, ui, async ({ backend, info, config, signal }) => {
+      stop = await onEachMachine(cfg, ui, async ({ backend, info, config, signal }) => {
         result = await runLab(lab, backend, fanOut([]), { kernelRelease: info.kernelRelease, kernelConfig: config, signal, timeoutScale: cfg.machine.timeoutScale ?? (info.accel === 'tcg' ? 2 : 1) });
       });
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      if (interrupted) {
-        stop = interrupted;
-        break;
-      }
+      if (stop) break;
       if (!result) continue;
       saveProgress(recordResult(loadProgress(cfg.places.progressFile), result), cfg.places.progressFile);
       const failedAt = result.steps.findIndex((s) => s.status === 'failed') + 1;
       const t: Try = { n: tries.length + 1, result, failedAt: result.status === 'passed' ? 0 : failedAt || result.steps.length };
-      for (const l of describeTry(t, tries.at(-1), lab, p)) say(l);
+      for (const l of describeTry(t, tries.at(-1), lab, p, color)) say(l);
       tries.push(t);
       say(p.dim('» waiting for a save…'));
     }
   } finally {
     watcher.close();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
     if (ours) await vmDown(cfg);
   }
   const last = tries.at(-1);
