@@ -285,7 +285,7 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
         if (ctx.signal?.aborted) result.reason = 'interrupted';
         else if (dead) result.reason = `the machine died during this step: ${dead}`;
         else if (!ok) {
-          const why = explainFailure(exec.stdout + exec.stderr, ctx.kernelRelease, step.expect?.errno);
+          const why = explainFailure(exec.stdout + exec.stderr, step.expect?.errno);
           if (why.length) result.explanations = why;
         }
       } catch (e) {

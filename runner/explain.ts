@@ -2,11 +2,12 @@
 // operation failing with an errno (socklab's "insert a0 0: EOPNOTSUPP (…)",
 // bpftool's "Error: map create failed: Invalid argument", strace's
 // "bpf(BPF_MAP_UPDATE_ELEM, …) = -1 EBUSY (…)"), say what that errno means
-// for that operation, in SOCKMAP terms, on the kernel that ran it, and which
-// kernel function decides it. Every reporter shows the same explanations
+// for that operation, in SOCKMAP terms, and which kernel function decides it.
+// Where the answer depends on the kernel, the text names the versions: a
+// distribution kernel may carry a later fix (Debian's 6.1 refuses an SK_MSG
+// egress redirect to UDP as 6.6 does), so no rule is picked by version. Every reporter shows the same explanations
 // (the executor attaches them to the step's result).
 import { ERRNO_NAME_OF_MESSAGE } from './errno.ts';
-import { compareVersions } from '../vm/kernel.ts';
 
 export type Operation = 'create' | 'insert' | 'attach' | 'detach' | 'lookup' | 'delete' | 'send';
 
@@ -24,8 +25,6 @@ export interface Explanation {
 interface Rule {
   operation: Operation;
   errno: string;
-  /** Holds on kernels from this release on (others get no explanation from this rule). */
-  since?: string;
   text: string;
   source: string;
 }
@@ -140,12 +139,12 @@ function errnoOf(line: string): string | undefined {
 }
 
 /**
- * The explanations for a failed step's output on this kernel: one per
+ * The explanations for a failed step's output: one per
  * (operation, errno) seen, in the order seen. A line socklab marks as an
  * expected failure ("! …") and the errno the step itself expects explain
  * nothing: they are what the lab wanted.
  */
-export function explainFailure(output: string, kernelRelease?: string, expectedErrno?: string): Explanation[] {
+export function explainFailure(output: string, expectedErrno?: string): Explanation[] {
   const out: Explanation[] = [];
   const seen = new Set<string>();
   for (const raw of output.split('\n')) {
@@ -155,7 +154,7 @@ export function explainFailure(output: string, kernelRelease?: string, expectedE
     if (!errno || errno === expectedErrno) continue;
     const operation = operationOf(line);
     if (!operation) continue;
-    const rule = RULES.find((r) => r.operation === operation && r.errno === errno && (!r.since || !kernelRelease || compareVersions(kernelRelease, r.since) >= 0));
+    const rule = RULES.find((r) => r.operation === operation && r.errno === errno);
     const key = `${operation} ${errno}`;
     if (!rule || seen.has(key)) continue;
     seen.add(key);
