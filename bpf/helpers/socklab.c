@@ -19,6 +19,10 @@
  *   delete KEY | lookup KEY   delete the entry | print the socket cookie stored at KEY
  *   cookie SOCK               print the socket's cookie (getsockopt SO_COOKIE)
  *   send SOCK TEXT            send TEXT on SOCK
+ *   sendhex SOCK HEX          send the bytes HEX on SOCK, in one send(): two hex digits
+ *                             a byte, spaces ignored ("sendhex a0 0002 6869" sends 4 bytes)
+ *   fill SOCK N               send N bytes "abcd...xyzabc..." (byte i is 'a' + i % 26) in one
+ *                             send(), e.g. a message larger than a page
  *   recv SOCK [MS]            wait up to MS ms (default 500) for data on SOCK
  *   poll [MS]                 after MS ms (default 300), show what each socket has received
  *   fionread SOCK             bytes waiting to be read (ioctl FIONREAD)
@@ -27,6 +31,10 @@
  *   close SOCK | shutdown SOCK | disconnect SOCK (connect to AF_UNSPEC)
  *   send-fd SOCK UNIX_PATH KEY   hand SOCK to a map owner (SCM_RIGHTS) to insert at KEY
  *   serve-fds UNIX_PATH       be the map owner: insert every socket handed over, forever
+ *   tls SOCK tx|rx            turn on kernel TLS (kTLS) on a TCP socket for sending (tx)
+ *                             or receiving (rx): the "tls" ULP, then a TLS 1.2 AES-GCM-128
+ *                             key -- a fixed, fake one, the same for every socket
+ *   recvhex SOCK [MS]         like recv, but print the first 16 bytes in hex (for TLS records)
  *   sleep MS | hold           pause | keep every socket open until killed
  *   sh COMMAND                run COMMAND (/bin/sh -c) while the sockets stay open, e.g.
  *                             attach a program between two inserts; fails if it fails
@@ -37,12 +45,16 @@
  * Keys: a number is a 4-byte key (SOCKMAP index); "tuple" is the socket's own
  * 4-tuple as struct { u32 local_ip4, remote_ip4 (network order); u32
  * local_port, remote_port (host order) }: 16 bytes, for a SOCKHASH.
+ * "cookie:SOCK" is the open socket SOCK's cookie as an 8-byte key, for a
+ * SOCKHASH keyed by cookie (lookup cookie:a0).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <linux/tcp.h>
+#include <linux/tls.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -220,6 +232,18 @@ static int parse_key(const char *cmd, const char *key, struct sock *s, unsigned 
 			sscanf(key + 4 + 2 * i, "%2hhx", &buf[i]);
 		return 0;
 	}
+	if (!strncmp(key, "cookie:", 7)) {
+		struct sock *c = find(key + 7);
+		__u64 cookie = 0;
+		socklen_t cl = sizeof(cookie);
+
+		if (!c || getsockopt(c->fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl))
+			return fail(cmd, "cookie:SOCK needs an open socket SOCK");
+		if (map_key_size != sizeof(cookie))
+			return fail(cmd, "a cookie key is 8 bytes; the map's key size differs");
+		memcpy(buf, &cookie, sizeof(cookie));
+		return 0;
+	}
 	if (!strcmp(key, "tuple")) {
 		struct sockaddr_in l = {}, r = {};
 		socklen_t ll = sizeof(l), rl = sizeof(r);
@@ -363,12 +387,47 @@ static int drain(struct sock *s, char *buf, int len)
 	return total;
 }
 
+/* Shows up to 60 bytes; a byte that is not printable ASCII as \xNN (\x00\x05 for 0005). */
 static void show_data(const char *name, const char *buf, int n)
 {
-	if (n <= 0)
+	if (n <= 0) {
 		printf("  %-8s nothing\n", name);
-	else
-		printf("  %-8s \"%.*s\" (%d bytes)\n", name, n > 60 ? 60 : n, buf, n);
+		return;
+	}
+	printf("  %-8s \"", name);
+	for (int i = 0; i < n && i < 60; i++)
+		printf(isprint((unsigned char)buf[i]) ? "%c" : "\\x%02x", (unsigned char)buf[i]);
+	printf("\" (%d bytes)\n", n);
+}
+
+/* ---- kernel TLS ------------------------------------------------------ */
+
+/*
+ * Turns on kTLS for one direction of a connected TCP socket: first the "tls"
+ * upper layer protocol (ULP) -- once per socket --, then the keys. A real
+ * program gets its keys from a TLS handshake; ours are fixed and fake, and the
+ * same on every socket, so that "tls a0 tx" and "tls a1 rx" understand each
+ * other. On failure, *stage names the setsockopt() that failed.
+ */
+static int set_tls(int fd, bool tx, const char **stage)
+{
+	struct tls12_crypto_info_aes_gcm_128 ci = {
+		.info = { .version = TLS_1_2_VERSION, .cipher_type = TLS_CIPHER_AES_GCM_128 },
+	};
+	char ulp[16] = "";
+	socklen_t ul = sizeof(ulp);
+
+	memcpy(ci.key, "FAKE-KEY-NOT-TLS", sizeof(ci.key)); /* 16 bytes */
+	memcpy(ci.salt, "salt", sizeof(ci.salt));           /* 4 bytes */
+	memcpy(ci.iv, "fake--iv", sizeof(ci.iv));           /* 8 bytes */
+	/* ci.rec_seq stays 0: the first record of the connection */
+
+	*stage = "TCP_ULP";
+	getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &ul); /* "" while there is no ULP */
+	if (strcmp(ulp, "tls") && setsockopt(fd, IPPROTO_TCP, TCP_ULP, "tls", strlen("tls")))
+		return -1;
+	*stage = tx ? "TLS_TX" : "TLS_RX";
+	return setsockopt(fd, SOL_TLS, tx ? TLS_TX : TLS_RX, &ci, sizeof(ci));
 }
 
 /* ---- the command loop -------------------------------------------------- */
@@ -391,14 +450,15 @@ static int run_command(char *line)
 			;
 	snprintf(cmd, sizeof(cmd), "%s%s", expect_failure ? "! " : "", line);
 	/* The last argument of "send", and the COMMAND of "sh", is the rest of the line, spaces included. */
-	for (char *t = strtok_r(line, " \t", &save); t && argc < 8; t = strtok_r(NULL, (argc == 2 && !strcmp(argv[0], "send")) || (argc == 1 && !strcmp(argv[0], "sh")) ? "" : " \t", &save))
+	for (char *t = strtok_r(line, " \t", &save); t && argc < 8; t = strtok_r(NULL, (argc == 2 && (!strcmp(argv[0], "send") || !strcmp(argv[0], "sendhex"))) || (argc == 1 && !strcmp(argv[0], "sh")) ? "" : " \t", &save))
 		argv[argc++] = t;
 
 	const char *op = argv[0];
 	s = argc > 1 ? find(argv[1]) : NULL;
-	bool wants_sock = !strcmp(op, "insert") || !strcmp(op, "cookie") || !strcmp(op, "send") || !strcmp(op, "recv") ||
+	bool wants_sock = !strcmp(op, "insert") || !strcmp(op, "cookie") || !strcmp(op, "send") || !strcmp(op, "sendhex") || !strcmp(op, "recv") ||
 			  !strcmp(op, "fionread") || !strcmp(op, "tcpinfo") || !strcmp(op, "close") || !strcmp(op, "shutdown") ||
-			  !strcmp(op, "disconnect") || !strcmp(op, "send-fd");
+			  !strcmp(op, "disconnect") || !strcmp(op, "send-fd") || !strcmp(op, "tls") || !strcmp(op, "recvhex") ||
+			  !strcmp(op, "fill");
 	if (wants_sock && !s)
 		return fail(cmd, argc > 1 ? "no such socket" : "which socket?");
 
@@ -467,6 +527,37 @@ static int run_command(char *line)
 		if (n < 0)
 			return fail_errno(cmd, errno);
 		say(cmd, "%zd bytes", n);
+	} else if (!strcmp(op, "sendhex") && argc == 3) {
+		int len = 0;
+		ssize_t n;
+
+		/* Two hex digits a byte; spaces between bytes are ignored. */
+		for (const char *h = argv[2]; *h && len < (int)sizeof(buf); h++) {
+			if (*h == ' ')
+				continue;
+			if (!isxdigit(h[0]) || !isxdigit(h[1]) || sscanf(h++, "%2hhx", (unsigned char *)&buf[len++]) != 1)
+				return fail(cmd, "HEX: two hex digits a byte");
+		}
+		n = send(s->fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0)
+			return fail_errno(cmd, errno);
+		if (strlen(cmd) > 60) /* a long message: echo its start only */
+			strcpy(cmd + 56, "...");
+		say(cmd, "%zd bytes", n);
+	} else if (!strcmp(op, "fill") && argc == 3) {
+		int len = atoi(argv[2]);
+		char *big = len > 0 ? malloc(len) : NULL;
+		ssize_t n;
+
+		if (!big)
+			return fail(cmd, "N: a number of bytes, 1 or more");
+		for (int i = 0; i < len; i++)
+			big[i] = 'a' + i % 26;
+		n = send(s->fd, big, len, MSG_NOSIGNAL);
+		free(big);
+		if (n < 0)
+			return fail_errno(cmd, errno);
+		say(cmd, "%zd bytes", n);
 	} else if (!strcmp(op, "recv")) {
 		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
 		int n = 0;
@@ -481,6 +572,26 @@ static int run_command(char *line)
 		for (int i = 0; i < nsocks; i++)
 			if (socks[i].fd >= 0 && strcmp(socks[i].kind, "tcp-listen"))
 				show_data(socks[i].name, buf, drain(&socks[i], buf, sizeof(buf)));
+	} else if (!strcmp(op, "recvhex")) {
+		struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+		int n = 0;
+
+		if (poll(&pfd, 1, argc > 2 ? atoi(argv[2]) : 500) > 0)
+			n = drain(s, buf, sizeof(buf));
+		printf("%s: %d bytes", cmd, n);
+		for (int i = 0; i < n && i < 16; i++)
+			printf(" %02x", (unsigned char)buf[i]);
+		printf("%s\n", n > 16 ? " ..." : "");
+	} else if (!strcmp(op, "tls") && argc == 3 && (!strcmp(argv[2], "tx") || !strcmp(argv[2], "rx"))) {
+		const char *stage;
+
+		char what[sizeof(cmd) + 16];
+
+		if (set_tls(s->fd, argv[2][0] == 't', &stage)) {
+			snprintf(what, sizeof(what), "%s: %s", cmd, stage); /* "tls a0 tx: TCP_ULP: EEXIST ..." */
+			return fail_errno(what, errno);
+		}
+		say(cmd, "ok, kTLS %s on", argv[2][0] == 't' ? "TLS_TX" : "TLS_RX");
 	} else if (!strcmp(op, "fionread")) {
 		int n = 0;
 
@@ -556,8 +667,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		puts("usage: socklab 'command' ['command' ...]   or   socklab < script\n"
-		     "commands: use pair socket insert delete lookup cookie send recv poll fionread\n"
-		     "          tcpinfo close shutdown disconnect send-fd serve-fds sleep hold sh (see bpf/helpers/socklab.c)");
+		     "commands: use pair socket insert delete lookup cookie send sendhex recv poll fionread\n"
+		     "          tcpinfo close shutdown disconnect send-fd serve-fds sleep hold sh tls recvhex (see bpf/helpers/socklab.c)");
 		return 0;
 	}
 	if (argc > 1) {

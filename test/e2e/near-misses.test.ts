@@ -36,6 +36,15 @@ const EXPECTED: Record<string, Record<string, string>> = {
     anywhere: 'DROP further into a message arrives',
     'case-insensitive': 'Case matters - drop in small letters arrives',
   },
+  '12-stream-parser': {
+    'host-order': 'One message sent whole arrives whole',
+    'header-not-counted': 'One message sent whole arrives whole',
+    'off-by-one': 'One message sent whole arrives whole',
+    'whole-skb': 'A message split across two sends arrives only when whole',
+    'negative-when-short': 'A split inside the header - the parser waits',
+    'one-length-byte': 'A message longer than 255 bytes',
+    'waits-for-payload': 'An empty message is just its header',
+  },
 };
 
 // Inside the checkout, so the guest sees it through the project share.
