@@ -43,14 +43,14 @@ const RULES: Rule[] = [
   {
     operation: 'insert',
     errno: 'EBUSY',
-    text: 'the socket already runs a program of this kind from another map (a socket takes one SK_MSG and one verdict program, from whichever map it went into first), or it carries another ULP such as kTLS.',
+    text: 'the socket already runs a program of this kind from another map (a socket takes one SK_MSG and one verdict program, from whichever map it went into first).',
     source: 'net/core/sock_map.c: sock_map_link() → sk_psock_init(); net/core/skmsg.c',
   },
   {
     operation: 'insert',
     errno: 'EINVAL',
-    text: 'the value is not a socket fd the map can take (-1 or above INT_MAX), or the key/value size does not fit the map (a SOCKMAP key is a 4-byte index; the value is 4 or 8 bytes).',
-    source: 'net/core/sock_map.c: sock_map_update_elem_sys()',
+    text: 'the value is not a socket fd the map can take (-1 or above INT_MAX), or the key/value size does not fit the map (a SOCKMAP key is a 4-byte index; the value is 4 or 8 bytes), or the socket carries a ULP such as kTLS (set TCP_ULP "tls"): a map takes no socket with a ULP.',
+    source: 'net/core/sock_map.c: sock_map_update_elem_sys(), sock_map_link() → sk_psock_init() (net/core/skmsg.c)',
   },
   {
     operation: 'insert',
