@@ -45,6 +45,17 @@ const EXPECTED: Record<string, Record<string, string>> = {
     'one-length-byte': 'A message longer than 255 bytes',
     'waits-for-payload': 'An empty message is just its header',
   },
+  '14-l7-splice': {
+    'ingress-flag': 'The proxy read nothing',
+    'ntohs-remote-port': 'The backend got the request',
+    'raw-remote-port': 'The backend got the request',
+    'swapped-addresses': 'The backend got the request',
+    'own-key': 'The backend got the request',
+    'proxy-port-as-key': 'The backend got the request',
+    'direction-htons': 'The backend got the request',
+    'reply-ports-swapped': "The client got the backend's reply",
+    'local-port-ntohs': "The client got the backend's reply",
+  },
 };
 
 // Inside the checkout, so the guest sees it through the project share.

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+// Near miss: the key is the receiving socket's own 4-tuple: the data goes back out to where it came from (an echo).
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define CLIENT_IP   0x0a0e0001	/* 10.14.0.1 */
+#define BACKEND_IP  0x0a0e0003	/* 10.14.0.3 */
+#define PROXY_PORT  8000	/* where clients connect */
+#define BACKEND_PORT 9000	/* where the backend listens */
+
+/* The key splice_sockops.bpf.c stores each socket under: its own 4-tuple. */
+struct splice_key {
+	__u32 local_ip4;	/* network byte order */
+	__u32 remote_ip4;	/* network byte order */
+	__u32 local_port;	/* host byte order */
+	__u32 remote_port;	/* host byte order */
+};
+
+/* The same map: the lab loads this program with `map name splice_hash pinned ...`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 64);
+	__type(key, struct splice_key);
+	__type(value, __u64);
+} splice_hash SEC(".maps");
+
+SEC("sk_skb")
+int splice_verdict(struct __sk_buff *skb)
+{
+	struct splice_key other = {};
+
+	/* The mistake: this socket's own 4-tuple, not the other socket's. */
+	other.local_ip4 = skb->local_ip4;
+	other.remote_ip4 = skb->remote_ip4;
+	other.local_port = skb->local_port;
+	other.remote_port = bpf_ntohl(skb->remote_port);
+
+	/* No flag: the data goes out of (egress) the other socket. SK_PASS if
+	 * a socket was found under the key, SK_DROP if not. */
+	return bpf_sk_redirect_hash(skb, &splice_hash, &other, 0);
+}
+
+char _license[] SEC("license") = "GPL";
