@@ -37,14 +37,20 @@ function vngEnv(extra: Record<string, string> = {}) {
 
 describe.skipIf(!!missing)('--backend vng', () => {
   it(
-    'every lab passes with its reference solutions (or is skipped with its reason); nothing is left running',
+    'labs 01, 04, 07, 11 and 14 pass with their reference solutions (or are skipped with their reason); nothing is left running',
     async () => {
+      // Maps, sock_ops in a cgroup between netns, the redirect modes, the matrix,
+      // and a proxy helper: what vng's guest (the host's root, its own init)
+      // could do differently. Every lab runs on the image, the host root (the
+      // GitHub workflow) and the host backend; all of them here would cost CI
+      // five minutes (npm run lab all -- --solutions --backend vng runs them).
       const { tag, env } = vngEnv();
-      const { code, out } = await cli(['lab', 'all', '--quiet', '--solutions', '--backend', 'vng'], env).done;
+      const { code, out } = await cli(['lab', '1', '4', '7', '11', '14', '--quiet', '--solutions', '--backend', 'vng'], env).done;
       expect(out).toMatch(/» vng ready in [\d.]+ s: kernel 6\.\d+\S*, accel (tcg|kvm)/);
       expect(out).not.toMatch(/✖ FAIL/);
       expect(out).not.toContain('pyenv'); // nothing of the host user's shell start-up reaches a step
       expect(out).toMatch(/✔ PASS Lab 11 /);
+      expect(out).toMatch(/✔ PASS Lab 14 /);
       expect(code, tail(out)).toBe(0);
       expect(qemuPids(tag)).toEqual([]);
     },
