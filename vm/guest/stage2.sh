@@ -25,10 +25,22 @@ done
 
 # Under TCG every exec costs tens of milliseconds: what bash can do itself, it
 # does (builtins, $(<file), read), and the loopback comes up while the rest goes on.
+# (The guest image's init has done the hostname, the loopback, the ports' names
+# and the mounts already, with its static busybox: each is skipped here when done.)
 echo sockmap-lab >/proc/sys/kernel/hostname
-ip link set lo up &
-lo_up=$!
+lo_up=
+read -r lo_flags </sys/class/net/lo/flags
+(( lo_flags & 1 )) || { ip link set lo up & lo_up=$!; }
 mkdir -p /run/sockmap-labs/steps
+
+# Is this folder a mount point? (/proc/mounts, read by bash itself)
+mounted() {
+  local _dev mp _rest
+  while read -r _dev mp _rest; do
+    [ "$mp" = "$1" ] && return 0
+  done </proc/mounts
+  return 1
+}
 
 # Is there a 9p share with this tag? (A tag file ends in a NUL: read stops there.)
 has_share() {
@@ -48,11 +60,13 @@ has_share() {
 # which is one of them, can start. The key written last marks the build done.
 if has_share build; then
   BUILD=/run/sockmap-labs/build
-  mkdir -p $BUILD
-  # (an image without util-linux's mount has busybox's)
-  mnt=mount
-  command -v mount >/dev/null || mnt='busybox mount'
-  $mnt -t 9p -o trans=virtio,version=9p2000.L,msize=512000 build $BUILD || say "FAILED: cannot mount the build share"
+  if ! mounted $BUILD; then
+    mkdir -p $BUILD
+    # (an image without util-linux's mount has busybox's)
+    mnt=mount
+    command -v mount >/dev/null || mnt='busybox mount'
+    $mnt -t 9p -o trans=virtio,version=9p2000.L,msize=512000 build $BUILD || say "FAILED: cannot mount the build share"
+  fi
   key=
   [ -r $BUILD/key ] && key=$(<$BUILD/key)
   if [ -n "$buildkey" ] && [ "$key" != "$buildkey" ]; then
@@ -92,8 +106,13 @@ serve_agent() {
   local again=
   cd /root || return
   while :; do
-    env -i PATH="$PATH" HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
-      "$BUILD/bin/step-agent" --serve /dev/virtio-ports/sockmap-labs.agent $again </dev/null 2>/dev/console
+    # A clean environment, as `env -i` would make it, without the exec of env.
+    (
+      path=$PATH
+      unset $(compgen -e)
+      export PATH=$path HOME=/root USER=root LOGNAME=root SHELL=/bin/bash
+      exec "$BUILD/bin/step-agent" --serve /dev/virtio-ports/sockmap-labs.agent $again </dev/null 2>/dev/console
+    )
     # The next one tells a runner the last one was serving that it died.
     again=--restarted
     sleep 1
@@ -128,10 +147,10 @@ serve_shell() {
 }
 
 # Steps may use the loopback from the first one on.
-wait $lo_up
+[ -z "$lo_up" ] || wait $lo_up
 
 if [ "$transport" = serial ]; then
-  name_ports
+  [ -d /dev/virtio-ports ] || name_ports
   [ -e /dev/virtio-ports/sockmap-labs.agent ] || say "FAILED: no virtio-serial port named sockmap-labs.agent"
   serve_agent &
   disown
