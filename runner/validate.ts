@@ -1,9 +1,10 @@
-// `npm run lab validate`: every lab file (lab.yaml and broken.yaml) checked
+// `npm run lab validate`: every lab file (lab.yaml, broken.yaml, near-misses.yaml) checked
 // against the format, with file:line for each problem. No VM needed.
 import fs from 'node:fs';
 import path from 'node:path';
 import { applyBroken, loadBroken } from './broken-variant.ts';
 import { LabFileError, discoverLabs, parseLab, type LabProblem } from './labs.ts';
+import { checkNearMisses } from './near-miss.ts';
 
 interface ValidateResult {
   labs: number;
@@ -44,6 +45,12 @@ export function validateLabs(dir: string): ValidateResult {
       else applyBroken(spec, b);
     } catch (e) {
       problems.push({ file: rel(brokenFile), line: 1, message: (e as Error).message.split('\n')[0] });
+    }
+    const nearMissFile = path.join(ref.dir, 'near-misses.yaml');
+    try {
+      for (const message of checkNearMisses(ref.dir, spec)) problems.push({ file: rel(nearMissFile), line: 1, message });
+    } catch (e) {
+      problems.push({ file: rel(nearMissFile), line: 1, message: (e as Error).message.split('\n')[0] });
     }
   }
   return { labs: refs.length, problems };
