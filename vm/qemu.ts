@@ -219,8 +219,10 @@ export class QemuBackend implements Backend {
       this.timings.ready = Date.now() - t0;
       // The guest built its programs (its agent, one of them, answered): keep them for the next VMs.
       if (this.o.guestBuild?.building) this.paths = { ...this.paths, hostBuild: this.o.guestBuild.keep() };
-      const uname = this.link ? await this.link.agent.exec('uname -r', { timeoutMs: 30_000 }) : await this.ssh!.run('uname -r');
-      this.info = { backend: 'qemu', kernelRelease: uname.stdout.trim(), accel, consoleLog };
+      // (an agent on a port says its kernel's release in its hello; an older one does not)
+      const release =
+        this.link?.agent.kernelRelease ?? (this.link ? await this.link.agent.exec('uname -r', { timeoutMs: 30_000 }) : await this.ssh!.run('uname -r')).stdout.trim();
+      this.info = { backend: 'qemu', kernelRelease: release, accel, consoleLog };
       this.handle = {
         pid: this.qemu.child.pid!,
         ...(keys ? { port, clientKey: keys.clientKey, hostPublicKey: fs.readFileSync(`${keys.hostKey}.pub`, 'utf8').trim() } : sockets),

@@ -43,6 +43,7 @@ export class StepAgent {
   private nextId = 0;
   private closed = false;
   private readonly ready: Promise<void>;
+  private helloWords: string[] = [];
 
   /** `input` is what the agent writes (its stdout); `output` is its stdin. */
   constructor(
@@ -75,6 +76,15 @@ export class StepAgent {
     });
   }
 
+  /**
+   * The guest kernel's release as the agent's hello gave it (an agent serving a
+   * port says it: a runner needs no \`uname -r\` step), once the hello came.
+   */
+  get kernelRelease(): string | undefined {
+    // "nonce version release" on a port; "version" alone over stdin/stdout.
+    return this.helloWords.length >= 3 ? this.helloWords[2] : undefined;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -94,6 +104,7 @@ export class StepAgent {
 
   private dispatch(type: string, id: number, payload: Buffer): void {
     if (type === 'H') {
+      this.helloWords = payload.toString('latin1').trim().split(' ');
       this.onHello();
       return;
     }

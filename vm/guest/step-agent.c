@@ -25,7 +25,9 @@
 //   runner -> agent   'R' id argv     run argv (NUL-terminated strings) as step id
 //                     'K' id          kill step id's process group (TERM, then KILL)
 //                     'H' 0  nonce    a new runner (--serve): end whatever ran before,
-//                                     answer 'H' with "nonce version"
+//                                     answer 'H' with "nonce version release" (the
+//                                     kernel's, as `uname -r` would print it: one
+//                                     step less for a runner that starts a VM)
 //                     'Q' 0           the runner leaves: kill its steps now
 //   agent -> runner   'H' 0  version  the agent is ready (on stdin/stdout: at once)
 //                     'B' 0           (--serve --restarted) a new agent took the port:
@@ -63,6 +65,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -335,14 +338,17 @@ static void reap(void)
 	}
 }
 
-/* A new runner says hello with a nonce: it gets the nonce back, and the version. */
+/* A new runner says hello with a nonce: it gets the nonce back, the version and the kernel's release. */
 static void answer_hello(const char *nonce, uint32_t len)
 {
-	char reply[MAX_NONCE + 16];
+	char reply[MAX_NONCE + 16 + sizeof(((struct utsname *)0)->release)];
+	struct utsname u;
+	if (uname(&u) != 0)
+		strcpy(u.release, "unknown");
 	if (len > MAX_NONCE)
 		len = MAX_NONCE;
 	memcpy(reply, nonce, len);
-	int n = snprintf(reply + len, sizeof reply - len, " %s", AGENT_VERSION);
+	int n = snprintf(reply + len, sizeof reply - len, " %s %s", AGENT_VERSION, u.release);
 	send_frame('H', 0, reply, len + (uint32_t)n);
 }
 
