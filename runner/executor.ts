@@ -101,6 +101,12 @@ export interface RunContext {
   timeoutScale?: number;
   /** Use the reference solutions of exercises ($EXERCISE = solution/), as CI does. */
   solutions?: boolean;
+  /**
+   * The machine is stopped right after this lab (a throw-away VM): its teardown
+   * is skipped, as what it would remove goes with the VM (under TCG the
+   * teardown's programs cost ~0.2 s).
+   */
+  machineGoesAfter?: boolean;
   /** Interactive mode: asked before each step (after its text is shown). */
   beforeStep?: (lab: LoadedLab, step: Step) => Promise<'run' | 'skip' | 'quit'>;
 }
@@ -192,6 +198,13 @@ async function settledHealth(backend: Backend): Promise<string | undefined> {
   return why;
 }
 
+/**
+ * The runner's own mkdir, rm and rmdir go through busybox where there is one
+ * (the guest image has a static one): under TCG coreutils' start costs ~40 ms
+ * a call more (its shared libraries), and a lab's set-up and teardown make three.
+ */
+const BUSYBOX_IF_ANY = 'bb=; command -v busybox >/dev/null && bb=busybox';
+
 /** Kills background actors, runs the lab's cleanup, removes its state and pins. */
 function teardownCommand(lab: LoadedLab): string {
   return [
@@ -200,9 +213,10 @@ function teardownCommand(lab: LoadedLab): string {
     '  for _ in {1..20}; do kill -0 -- "-$g" 2>/dev/null || break; sleep 0.1; done',
     'done',
     lab.spec.cleanup ? `( ${lab.spec.cleanup.trim()}\n) >/dev/null 2>&1` : '',
-    'rm -rf "$STATE" "$PIN"',
+    BUSYBOX_IF_ANY,
+    '$bb rm -rf "$STATE" "$PIN"',
     // The shared parents go too once empty (another lab's pins keep them).
-    'rmdir "${PIN%/*}" "${STATE%/*}" 2>/dev/null',
+    '$bb rmdir "${PIN%/*}" "${STATE%/*}" 2>/dev/null',
     'true',
   ]
     .filter(Boolean)
@@ -227,7 +241,7 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
   // several process starts); then a fresh state dir and pin dir.
   let setupProblem: string | undefined;
   try {
-    const setup = await backend.exec(`if [ -e "$STATE" ] || [ -e "$PIN" ]; then\n${teardownCommand(lab)}\nfi\nmkdir -p "$STATE" "$PIN"`, {
+    const setup = await backend.exec(`if [ -e "$STATE" ] || [ -e "$PIN" ]; then\n${teardownCommand(lab)}\nfi\n${BUSYBOX_IF_ANY}\n$bb mkdir -p "$STATE" "$PIN"`, {
       env,
       timeoutMs: 30_000,
       signal: ctx.signal,
@@ -304,7 +318,7 @@ export async function runLab(lab: LoadedLab, backend: Backend, reporter: Require
     const cut = () => setTimeout(() => grace.abort(), TEARDOWN_GRACE_MS).unref();
     if (ctx.signal?.aborted) cut();
     else ctx.signal?.addEventListener('abort', cut, { once: true });
-    if (!backend.health?.()) await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000, signal: grace.signal }).catch(() => {});
+    if (!backend.health?.() && !ctx.machineGoesAfter) await backend.exec(teardownCommand(lab), { env, timeoutMs: 30_000, signal: grace.signal }).catch(() => {});
     ctx.signal?.removeEventListener('abort', cut);
   }
   // A lab whose steps the learner skipped has not passed, nor failed.

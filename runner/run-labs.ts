@@ -106,7 +106,7 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
   let interrupted: NodeJS.Signals | undefined;
   try {
     const ui = sessionUi({ tty, notice: (s) => reporter.notice(s), what: 'the step', out: o.out });
-    interrupted = await onEachMachine(cfg, ui, async ({ backend, info, config, signal }) => {
+    interrupted = await onEachMachine(cfg, ui, async ({ backend, info, config, signal, throwAway }) => {
       const machine: MachineInfo = { backend: info.backend, kernelRelease: info.kernelRelease, accel: info.accel, fingerprint: fingerprintOf(info, runner) };
       reporter.machineStart(machine);
       // Scaled by the accelerator really in use (a KVM that failed its probe means TCG).
@@ -121,6 +121,8 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
           timeoutScale: scale,
           beforeStep: o.step ? () => askStep() : undefined,
           solutions: cfg.solutions,
+          // The last lab on a VM about to be stopped needs no teardown.
+          machineGoesAfter: throwAway && i === labs.length - 1,
         });
         r.machine = machine;
         results.push(r);

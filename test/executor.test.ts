@@ -410,12 +410,21 @@ describe('runLab', () => {
       // Leftovers are cleared only when there are any, with the full teardown (cleanup included).
       expect(first.command).toMatch(/^if \[ -e "\$STATE" \] \|\| \[ -e "\$PIN" \]; then\n/);
       expect(first.command).toContain(CLEANUP);
-      expect(first.command.trimEnd().endsWith('fi\nmkdir -p "$STATE" "$PIN"')).toBe(true);
+      expect(first.command.trimEnd()).toMatch(/fi\n.*\n\$bb mkdir -p "\$STATE" "\$PIN"$/);
       expect(last.command).toContain(`( ${CLEANUP}\n) >/dev/null 2>&1`);
       expect(last.command).toContain('rm -rf "$STATE" "$PIN"');
       expect(last.command.indexOf(CLEANUP)).toBeLessThan(last.command.indexOf('rm -rf "$STATE" "$PIN"'));
       expect(first.timeoutMs).toBe(30_000);
       expect(last.timeoutMs).toBe(30_000);
+    });
+
+    it('skips the teardown of the last lab on a machine stopped right after it', async () => {
+      const b = fake();
+      const r = await runLab(threeSteps(), b, recorder().reporter, { ...CTX, machineGoesAfter: true });
+      expect(r.status).toBe('passed');
+      // The set-up and the three steps; no teardown.
+      expect(b.calls).toHaveLength(4);
+      expect(b.calls.some((c) => c.command.includes(CLEANUP) && !isSetup(c.command))).toBe(false);
     });
 
     it('runs the teardown after a failed step too', async () => {

@@ -54,6 +54,8 @@ interface Machine {
   config?: Map<string, string>;
   /** Fires on Ctrl-C or SIGTERM. */
   signal: AbortSignal;
+  /** Booted for this run and stopped after it (not the warm VM, not the host): what is left in it goes with it. */
+  throwAway: boolean;
 }
 
 /** Default time from QEMU's start to the guest's sshd (a test hook shortens it). */
@@ -184,7 +186,8 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
       const kernel = plan.choice.kernel;
       if (plan.warm) ui.notice(`using the warm VM (qemu pid ${plan.warm.pid}); stop it with: npm run vm -- down`);
       const t0 = Date.now();
-      const info = await ui.progress(`starting ${kind} with ${kernel ? `kernel ${kernel.release}` : 'the host kernel'}…`, async () => {
+      const starting = plan.warm ? 'attaching to the warm VM…' : `starting ${kind} with ${kernel ? `kernel ${kernel.release}` : 'the host kernel'}…`;
+      const info = await ui.progress(starting, async () => {
         backend = plan.warm
           ? new AttachedBackend(plan.warm, store, cfg.hooks.stepAgent)
           : kernel
@@ -196,7 +199,7 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
         return { ...started, arch: image?.manifest.arch ?? (kind === 'host' ? hostArch() : cfg.machine.arch), imageDigest: image?.manifest.digest };
       });
       ui.notice(`${info.backend} ready in ${((Date.now() - t0) / 1000).toFixed(1)} s: kernel ${info.kernelRelease}, accel ${info.accel}`);
-      const next = await each({ backend: backend!, info, config: plan.choice.config, signal: signals.signal });
+      const next = await each({ backend: backend!, info, config: plan.choice.config, signal: signals.signal, throwAway: !plan.warm && kind !== 'host' });
       const done = backend!;
       backend = undefined;
       await done.stop();
