@@ -166,6 +166,8 @@ describe('step agent --serve, through connectAgent', () => {
     await sleep(300);
     startAgent(f);
     const link = await linked;
+    // Its hello says the kernel's release: a runner needs no `uname -r` step.
+    expect(link.agent.kernelRelease).toBe(os.release());
     const r = await link.agent.exec('echo "out $A"; echo err >&2; exit 3', { env: { A: 'serial' } });
     expect(r).toMatchObject({ code: 3, stdout: 'out serial\n', stderr: 'err\n', timedOut: false });
   });
@@ -245,7 +247,7 @@ describe('step agent --serve, through connectAgent', () => {
     await expect(connectAgent(f.agentSocket, { deadlineMs: 10_000, signal: ac.signal })).rejects.toThrow(/abort/i);
   });
 
-  it('answers a hello with the nonce and its version; on stdin/stdout it still says hello at once', async () => {
+  it('answers a hello with the nonce, its version and the kernel release; on stdin/stdout it still says hello at once', async () => {
     const f = await fakeQemu();
     startAgent(f);
     const raw = net.connect(f.agentSocket);
@@ -253,7 +255,8 @@ describe('step agent --serve, through connectAgent', () => {
     raw.on('data', (d: Buffer) => got.push(d));
     raw.write(frame('H', 0, Buffer.from('nonce-1')));
     for (let i = 0; i < 50 && !Buffer.concat(got).includes('nonce-1'); i++) await sleep(20);
-    expect(Buffer.concat(got).subarray(9).toString()).toMatch(/^nonce-1 \d+$/);
+    // The nonce, the version and the release of the kernel the agent runs on (here the host's).
+    expect(Buffer.concat(got).subarray(9).toString()).toBe(`nonce-1 2 ${os.release()}`);
     raw.destroy();
 
     const child = spawn(AGENT, [], { stdio: ['pipe', 'pipe', 'inherit'] });
