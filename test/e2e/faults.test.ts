@@ -233,7 +233,9 @@ describe('signals at each phase', () => {
     '$sig during the teardown: the cleanup is cut short, exit $code, no QEMU left',
     async ({ sig, code: want }) => {
       const { tag, env } = tagged({ LABS_DIR: faults });
-      const run = cli(['lab', 'slow-cleanup'], env);
+      // Another lab after it (skipped: it needs a newer kernel): the last lab on a
+      // throw-away VM has no teardown, the VM goes with what it would clean.
+      const run = cli(['lab', 'slow-cleanup', 'newer-kernel'], env);
       await waitForOutput(run, '✔ PASS', 180_000);
       await new Promise((r) => setTimeout(r, 1500));
       const t = Date.now();
