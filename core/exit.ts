@@ -7,7 +7,7 @@ export const EXIT = {
   usage: 2,
 } as const;
 
-/** 128 + the signal number, as a shell reports a process killed by it (SIGINT or SIGTERM). */
+/** 128 + the signal number, as a shell reports a process killed by it (SIGINT, SIGTERM, or SIGPIPE: its output's reader went away). */
 export function exitCodeFor(sig: NodeJS.Signals): number {
-  return sig === 'SIGTERM' ? 143 : 130;
+  return sig === 'SIGTERM' ? 143 : sig === 'SIGPIPE' ? 141 : 130;
 }

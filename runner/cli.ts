@@ -7,6 +7,7 @@ import { GUEST_ARCHES } from '../core/arch.ts';
 import { BACKENDS, buildConfig, flagsFrom, ROOTFS } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { EXIT } from '../core/exit.ts';
+import { stopOnBrokenPipe } from '../core/signals.ts';
 import { fetchDebianKernel, DEFAULT_KERNEL_PACKAGE } from '../vm/kernel-fetch.ts';
 import { bootKernels, cachedKernels, describeKernel, kernelsDir } from '../vm/kernel.ts';
 import { kernelChoice } from '../vm/session.ts';
@@ -86,7 +87,7 @@ Examples:
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
 Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm|hvf|tcg, LAB_TRANSPORT=ssh|serial (host root), LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
-Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted.`,
+Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
   )
   .action(async (labs: string[], o) => {
     const cfg = buildConfig(flagsFrom(o));
@@ -207,4 +208,5 @@ program
     process.exitCode = failed ? 1 : 0;
   });
 
+stopOnBrokenPipe();
 program.parseAsync(process.argv).catch(fail);

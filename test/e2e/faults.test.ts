@@ -217,6 +217,22 @@ describe('signals at each phase', () => {
     VM_MS,
   );
 
+  it(
+    "stdout's reader goes away (`npm run lab 1 | head -1`): the run stops as on SIGPIPE, exit 141, no QEMU and no VM folder left",
+    async () => {
+      const { tag, env } = tagged({ LABS_DIR: fixtures });
+      const run = cli(['lab', 'slow'], env);
+      // The reader closes its end at once: the CLI's next line meets EPIPE (before, during or right after the boot).
+      run.child.stdout!.destroy();
+      const { code, out } = await run.done;
+      expect(out, tail(out)).not.toContain('EPIPE');
+      expect(code, tail(out)).toBe(141);
+      expect(qemuPids(tag)).toEqual([]);
+      expect(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`sockmap-labs-${tag}-vm-`))).toEqual([]);
+    },
+    VM_MS,
+  );
+
   it.each(SIGNALS)(
     '$sig during a step: the step and the VM stop, exit $code, no QEMU left',
     async (signal) => {
