@@ -33,18 +33,21 @@ const brokenPipeHandlers = new Set<() => void>();
 let pipeBroken = false;
 
 /**
- * When stdout's reader goes away (`npm run lab 1 | head`, a pager quit early),
- * writes fail with EPIPE. Instead of a crash that leaves the VM's folder
- * behind: the work stops as on Ctrl-C and tears down what it made, quietly
- * (later writes fail too, and are dropped), and the command exits 141, as one
- * killed by SIGPIPE. With no work running it exits 141 at once.
+ * When the reader of stdout or stderr goes away (`npm run lab 1 | head`,
+ * `… 2>&1 | head`, a pager quit early), writes fail with EPIPE. Instead of a
+ * crash that leaves the VM's folder behind: the work stops as on Ctrl-C and
+ * tears down what it made, quietly (later writes fail too, and are dropped),
+ * and the command exits 141, as one killed by SIGPIPE. With no work running it
+ * exits 141 at once.
  */
-export function stopOnBrokenPipe(stream: NodeJS.WriteStream = process.stdout): void {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
+export function stopOnBrokenPipe(): void {
+  const onError = (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
     if (pipeBroken) return;
     pipeBroken = true;
     if (brokenPipeHandlers.size) for (const stop of brokenPipeHandlers) stop();
     else process.exit(exitCodeFor('SIGPIPE'));
-  });
+  };
+  process.stdout.on('error', onError);
+  process.stderr.on('error', onError);
 }
