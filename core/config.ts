@@ -10,6 +10,9 @@
 //   LAB_STATE_HOME   where progress is kept (default $XDG_STATE_HOME or ~/.local/state)
 //   LAB_VM_DIR       the warm VM's state folder (default <cache>/vm): a second warm VM
 //   LAB_TRANSPORT    ssh (default) | serial: how the runner reaches a QEMU guest
+//   LAB_REGISTRY_USER, LAB_REGISTRY_PASSWORD
+//                    an OCI registry's user and password (or token) for `image push` (and a
+//                    private `image pull`); read by registryCredentialsFrom, never printed
 // Test hooks (for the project's own tests and benchmarks; see TestHooks):
 //   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
 import os from 'node:os';
@@ -156,6 +159,17 @@ export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
     progressFile: path.join(stateHome, 'sockmap-labs', 'progress.json'),
     labsDir: env.LABS_DIR ? path.resolve(env.LABS_DIR) : path.join(projectRoot, 'labs'),
   };
+}
+
+/** A registry's user and password (or token), from LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD; undefined when neither is set. */
+export function registryCredentialsFrom(env: NodeJS.ProcessEnv = process.env): { user: string; password: string } | undefined {
+  const user = env.LAB_REGISTRY_USER ?? '';
+  const password = env.LAB_REGISTRY_PASSWORD ?? '';
+  if (!user && !password) return undefined;
+  if (!user) throw new UserError('LAB_REGISTRY_PASSWORD is set but LAB_REGISTRY_USER is not: a registry needs both', 'set LAB_REGISTRY_USER too (for ghcr.io: your GitHub user; in a workflow: ${{ github.actor }})');
+  if (!password) throw new UserError(`LAB_REGISTRY_USER is set (${JSON.stringify(user)}) but LAB_REGISTRY_PASSWORD is empty: a registry needs both`, 'set LAB_REGISTRY_PASSWORD to the password or token (for ghcr.io: a token that may write packages), or unset LAB_REGISTRY_USER');
+  if (/[:\s]/.test(user)) throw new UserError(`LAB_REGISTRY_USER ${JSON.stringify(user)} holds a colon or a space: not a user name`, 'set it to the user name alone');
+  return { user, password };
 }
 
 /** The test hooks, from the environment. */

@@ -3,12 +3,13 @@
 // The CLI adds it with one line: addImageCommand(program).
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { buildConfig, type Config } from '../core/config.ts';
+import { buildConfig, registryCredentialsFrom, type Config } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { exitCodeFor } from '../core/exit.ts';
 import { catchSignals } from '../core/signals.ts';
 import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
 import { chooseReference, defaultRepository, parseRepository, pullImage } from '../vm/image-pull.ts';
+import { parseAnnotations, parsePushTarget, pushImages } from '../vm/image-push.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
 import { colorWanted, paint, spinner } from './style.ts';
@@ -21,6 +22,8 @@ Examples:
   npm run image import /media/usb/class.tar
   npm run image pull                      download the published image for this checkout's inputs (else the newest one)
   npm run image pull -- --arch arm64 --digest sha256:…   …a pinned one, for an arm64 guest
+  npm run image push -- 127.0.0.1:5000/class/sockmap-labs-image     push this machine's image to a registry
+  npm run image push -- ghcr.io/OWNER/sockmap-labs-image:v1.0 --arch all   both arches, and an index tagged v1.0
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
 
@@ -37,7 +40,18 @@ tagged <arch>-<inputs digest> (apt tells the inputs; without apt,
 <arch>-latest). The download is checked against the registry's manifest
 (size, sha256), then imported exactly as "import" does.
 
-Exit status: 0 done, 2 bad input or a bad image (the message says the fix), 130 interrupted.`;
+"push REGISTRY/NAME[:TAG[,TAG…]]" publishes the cache's images in the layout
+"pull" reads (release maintainers; the release workflow runs it): per arch,
+the export file as the one layer of an OCI manifest annotated with its arch,
+inputs digest and image digest, tagged <arch>-<inputs digest> and
+<arch>-latest; with TAGs, an OCI index of the pushed arches under each (pull
+--ref TAG picks its arch). A file the registry has already is not sent again.
+Credentials: LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD (a password or a
+token; for ghcr.io a GitHub user and a token that may write packages), never
+printed; without them the push is anonymous. Plain HTTP (http://HOST:PORT/…)
+only to this machine (localhost, 127.x, [::1]), or with --plain-http.
+
+Exit status: 0 done, 2 bad input, a bad image or a refused push (the message says the fix), 130 interrupted.`;
 
 /** Step lines and finer progress: a spinner on a terminal, plain lines (steps only) otherwise. */
 async function makeUi(cfg: Config) {
@@ -198,11 +212,13 @@ export function addImageCommand(program: Command): Command {
     .option('--ref <tag>', "the tag to pull, e.g. amd64-latest (default: <arch>-<this checkout's inputs digest>)")
     .option('--repository <name>', "where images are published (default: package.json's sockmapLabs.imageRepository)")
     .option('--registry <host>', 'another registry for that repository: a host (a mirror), or http://HOST:PORT for one without TLS')
+    .option('--plain-http', 'allow an http:// registry that is not on this machine (its answers cross the network unprotected)')
     .action(async (o) => {
       const cfg = buildConfig();
       const { cacheDir } = cfg.places;
       const arch = archOf(o);
-      const repository = parseRepository(o.repository ?? defaultRepository(), o.registry);
+      const repository = parseRepository(o.repository ?? defaultRepository(), o.registry, { plainHttp: !!o.plainHttp });
+      const credentials = registryCredentialsFrom();
       await interruptible(cfg, async (signal, ui) => {
         sweepStale(cacheDir);
         if (!o.digest && !o.ref) ui.step(`finding this checkout's ${arch} image inputs (apt)`);
@@ -211,7 +227,7 @@ export function addImageCommand(program: Command): Command {
           ui.done();
           console.log(`note: ${choice.note}`);
         }
-        const r = await pullImage({ cacheDir, arch, repository, choice, signal, log: ui.step, onProgress: downloadProgress(ui) });
+        const r = await pullImage({ cacheDir, arch, repository, choice, signal, credentials, log: ui.step, onProgress: downloadProgress(ui) });
         ui.done();
         const m = r.manifest;
         console.log(
@@ -222,6 +238,49 @@ export function addImageCommand(program: Command): Command {
         if (r.downloaded) console.log(`this very image elsewhere: npm run image pull --${arch === hostArch() ? '' : ` --arch ${arch}`} --digest ${r.published.manifestDigest}`);
         const host = hostArch();
         if (host && host !== arch) console.log(`note: this machine is ${host}; an ${arch} guest runs here only under emulation`);
+      });
+    });
+
+  image
+    .command('push')
+    .description('push the cache\'s guest images to an OCI registry, in the layout "pull" reads (release maintainers)')
+    .argument('<ref>', 'REGISTRY/NAME[:TAG[,TAG…]], e.g. ghcr.io/OWNER/sockmap-labs-image:v1.0 (http://127.0.0.1:5000/NAME for a local registry without TLS)')
+    .addOption(new Option('-a, --arch <arch>', "which image: amd64, arm64, or all (default: this machine's)").choices([...IMAGE_ARCHES, 'all']))
+    .option('--annotation <key=value>', 'an annotation on each manifest, e.g. org.opencontainers.image.revision=SHA (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--plain-http', 'allow an http:// registry that is not on this machine (credentials and images cross the network unprotected)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npm run image push -- 127.0.0.1:5000/class/sockmap-labs-image     (a registry on this machine: plain HTTP)
+  LAB_REGISTRY_USER=me LAB_REGISTRY_PASSWORD=$TOKEN npm run image push -- ghcr.io/me/sockmap-labs-image:v1.0 --arch all
+
+Pushes per arch the tags <arch>-<inputs digest> and <arch>-latest (what "image pull" asks
+for), and with :TAG an OCI index of the arches under TAG. Credentials come from
+LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD (a password or a token), never printed.
+
+Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (the message says the fix), 130 interrupted.`,
+    )
+    .action(async (ref: string, o) => {
+      const cfg = buildConfig();
+      const { cacheDir } = cfg.places;
+      const target = parsePushTarget(ref, { plainHttp: !!o.plainHttp });
+      const annotations = parseAnnotations(o.annotation);
+      const credentials = registryCredentialsFrom();
+      const arches: ImageArch[] = o.arch === 'all' ? [...IMAGE_ARCHES] : [archOf(o)];
+      if (target.repository.base.startsWith('http:') && credentials) console.log(`note: the credentials go to ${target.repository.display} over plain HTTP`);
+      await interruptible(cfg, async (signal, ui) => {
+        sweepStale(cacheDir);
+        const r = await pushImages({ cacheDir, arches, target, annotations, credentials, signal, log: ui.step, onProgress: downloadProgress(ui) });
+        ui.done();
+        const repoFlag = ` --repository ${r.repository.base.startsWith('http:') ? 'http://' : ''}${r.repository.display}`;
+        for (const a of r.arches)
+          console.log(
+            `pushed the ${a.arch} guest image ${a.image.digest.slice(0, 12)} (${mb(a.layer.size)}${a.uploaded ? '' : ', already there'}) to ${r.repository.display} as ${a.tags.join(', ')}\n` +
+              `  pull it: npm run image pull --${repoFlag}${a.arch === hostArch() ? '' : ` --arch ${a.arch}`} --digest ${a.manifestDigest}`,
+          );
+        if (r.index) console.log(`index of ${r.arches.map((a) => a.arch).join(', ')} as ${r.index.tags.join(', ')}: ${r.index.digest}\n  pull it: npm run image pull --${repoFlag} --ref ${r.index.tags[0]}`);
+        console.log(`done in ${r.seconds.toFixed(1)} s`);
       });
     });
 

@@ -29,7 +29,7 @@ import { exportImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, imagesDir, openImage, type ImageArch, type ImageManifest } from '../vm/image-verify.ts';
 import { FakeRegistry } from './fake-registry.ts';
 import { fakeImage, freshFolders, leftovers } from './image-fixtures.ts';
-import { userErrorOfAsync } from './user-error.ts';
+import { userErrorOf, userErrorOfAsync } from './user-error.ts';
 
 let tmp: string;
 let reg: FakeRegistry;
@@ -366,8 +366,28 @@ describe('which image, and where', () => {
     expect(() => parseRepository('owner/img')).toThrow(/names no registry/);
     expect(() => parseRepository('ghcr.io/Owner/img')).toThrow(/not a repository name/);
     expect(defaultRepository()).toBe(JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')).sockmapLabs.imageRepository);
-    expect(parseChallenge('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/n:pull"')).toEqual({ realm: 'https://ghcr.io/token', service: 'ghcr.io', scope: 'repository:o/n:pull' });
-    expect(parseChallenge('Basic realm="x"')).toBeUndefined();
+    expect(parseChallenge('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/n:pull"')).toEqual({ scheme: 'bearer', realm: 'https://ghcr.io/token', service: 'ghcr.io', scope: 'repository:o/n:pull' });
+    expect(parseChallenge('Basic realm="x"')).toEqual({ scheme: 'basic', realm: 'x' });
+    expect(parseChallenge('Negotiate abc')).toBeUndefined();
+  });
+
+  it('a bad registry host is one line naming it, not "Invalid URL"', () => {
+    for (const r of ['not a host!', 'http://', 'ghcr.io:99999', 'user@ghcr.io', 'ghcr.io/x', 'https://a_b.example', '-x.example', ''])
+      expect(userErrorOf(() => parseRepository('owner/img', r)).message).toBe(`bad --registry ${JSON.stringify(r)}: not a host`);
+    expect(userErrorOf(() => parseRepository('not a host!/img')).message).toMatch(/^bad image repository "not a host!\/img": /);
+    expect(parseRepository('owner/img', '[::1]:5000').base).toBe('https://[::1]:5000');
+    expect(parseRepository('owner/img', 'GHCR.io').display).toBe('ghcr.io/owner/img');
+  });
+
+  it('plain HTTP: to this machine only, unless --plain-http', () => {
+    for (const h of ['127.0.0.1:5000', '127.8.9.10', 'localhost:5000', '[::1]:5000']) expect(parseRepository(`http://${h}/img`).base).toBe(`http://${h.toLowerCase()}`);
+    const e = userErrorOf(() => parseRepository('owner/img', 'http://mirror.lan:5000'));
+    expect(e.message).toBe('"http://mirror.lan:5000" asks for plain HTTP to mirror.lan:5000, which is not this machine: the image\'s manifest would cross the network unprotected');
+    expect(e.fix).toMatch(/^use https:\/\/mirror\.lan:5000 .*add --plain-http/);
+    expect(userErrorOf(() => parseRepository('http://10.0.0.1/img', undefined, { push: true })).message).toMatch(/manifest and your registry credentials would cross/);
+    expect(parseRepository('owner/img', 'http://mirror.lan:5000', { plainHttp: true }).base).toBe('http://mirror.lan:5000');
+    // 127.0.0.1.example.com is not loopback
+    expect(() => parseRepository('http://127.0.0.1.example.com/img')).toThrow(/not this machine/);
   });
 
   it('the release workflow publishes what pull reads, where pull looks', () => {

@@ -48,7 +48,7 @@ export const ANNOTATION_INPUTS = 'org.sockmap-labs.image.inputs-digest';
 /** The image's own digest (its manifest.json's `digest`: the hash of its files' hashes). */
 export const ANNOTATION_IMAGE_DIGEST = 'org.sockmap-labs.image.digest';
 
-const MEDIA = {
+export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -60,13 +60,15 @@ const MAX_MANIFEST = 4 << 20;
 /** The export format (ustar) holds files below 8 GiB; an image is ~350 MB. */
 const MAX_LAYER = 8 * 1024 ** 3;
 /** No byte for this long: the download has stalled. */
-const STALL_MS = 60_000;
+export const STALL_MS = 60_000;
 
 const HEX64 = /^[0-9a-f]{64}$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
+export const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** OCI distribution's tag grammar. */
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+export const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** OCI distribution's repository name grammar (lower case only). */
+/** A registry host: a name or IPv4 address, or [IPv6], and a port. */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -93,11 +95,17 @@ export function defaultRepository(): string {
   return repo;
 }
 
+/** A registry host on this machine: plain HTTP to it never leaves the machine. */
+export const isLoopback = (hostname: string) => /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i.test(hostname);
+
 /**
  * `ghcr.io/owner/name` (or `http://127.0.0.1:5000/owner/name`) as a Repository.
  * `registry` (a host, or a URL for plain HTTP) replaces the one in `repository`.
+ * Plain HTTP is for a registry on this machine (loopback); to any other host
+ * only with `plainHttp` (--plain-http): the manifest, and a push's
+ * credentials, would cross the network unprotected.
  */
-export function parseRepository(repository: string, registry?: string): Repository {
+export function parseRepository(repository: string, registry?: string, o: { plainHttp?: boolean; push?: boolean } = {}): Repository {
   const bad = (why: string) => new UserError(`bad image repository ${JSON.stringify(repository)}: ${why}`, 'name it as REGISTRY/NAME, e.g. --repository ghcr.io/OWNER/sockmap-labs-image');
   let rest = repository.trim().replace(/\/+$/, '');
   let scheme = 'https:';
@@ -107,23 +115,42 @@ export function parseRepository(repository: string, registry?: string): Reposito
   const first = slash < 0 ? rest : rest.slice(0, slash);
   let host: string;
   let name: string;
+  let hostFrom = repository;
   if (withScheme || /[.:]/.test(first) || first === 'localhost') {
     if (slash < 0) throw bad('it has no name after the registry');
     host = first;
     name = rest.slice(slash + 1);
   } else {
-    if (!registry) throw bad('it names no registry');
+    if (registry === undefined) throw bad('it names no registry');
     host = '';
     name = rest;
   }
-  if (registry) {
+  const badRegistry = () =>
+    registry !== undefined
+      ? new UserError(`bad --registry ${JSON.stringify(registry)}: not a host`, 'name a host (ghcr.io, or HOST:PORT), or a URL for a registry without TLS (http://127.0.0.1:5000)')
+      : bad(`${JSON.stringify(host)} is not a registry host`);
+  if (registry !== undefined) {
     const r = /^(?:(https?:)\/\/)?([^/]+)\/?$/.exec(registry.trim());
-    if (!r) throw new UserError(`bad registry ${JSON.stringify(registry)}`, 'name a host (ghcr.io), or a URL for a registry without TLS (http://127.0.0.1:5000)');
+    if (!r) throw badRegistry();
     scheme = r[1] ?? 'https:';
     host = r[2];
+    hostFrom = registry;
   }
+  // A bad host is refused here, not by fetch later (it threw "Invalid URL").
+  if (!HOST.test(host)) throw badRegistry();
+  let url: URL;
+  try {
+    url = new URL(`${scheme}//${host}`);
+  } catch {
+    throw badRegistry();
+  }
+  if (scheme === 'http:' && !isLoopback(url.hostname) && !o.plainHttp)
+    throw new UserError(
+      `${JSON.stringify(hostFrom)} asks for plain HTTP to ${url.host}, which is not this machine: the image's manifest${o.push ? ' and your registry credentials' : ''} would cross the network unprotected`,
+      `use https://${url.host} (a registry with TLS), or add --plain-http if you trust every network between here and ${url.host}`,
+    );
   if (!NAME.test(name)) throw bad(`${JSON.stringify(name)} is not a repository name (lower-case letters, digits, . _ - and /)`);
-  return { base: `${scheme}//${host}`, name, display: `${host}/${name}` };
+  return { base: url.origin, name, display: `${url.host}/${name}` };
 }
 
 // ---- which -----------------------------------------------------------------
@@ -198,10 +225,10 @@ function watchdog(outer: AbortSignal | undefined, ms: number) {
     stalled: () => c.signal.aborted,
   };
 }
-type Watchdog = ReturnType<typeof watchdog>;
+export type Watchdog = ReturnType<typeof watchdog>;
 
 /** The system's reason under a fetch failure (ENOTFOUND, ECONNREFUSED, UND_ERR_SOCKET …). */
-function causeOf(e: unknown): string {
+export function causeOf(e: unknown): string {
   const c = (e as { cause?: unknown }).cause as { code?: string; message?: string; errors?: { code?: string }[] } | undefined;
   const code = c?.code ?? c?.errors?.find((x) => x.code)?.code;
   if (code) return code === 'UND_ERR_SOCKET' ? `the connection closed: ${c?.message}` : code;
@@ -209,7 +236,7 @@ function causeOf(e: unknown): string {
 }
 
 /** The first error of a registry's error body ({"errors":[{"code","message"}]}), if it has one. */
-async function registryError(res: Response): Promise<string> {
+export async function registryError(res: Response): Promise<string> {
   try {
     const text = (await res.text()).slice(0, 4096);
     const err = (JSON.parse(text) as { errors?: { code?: string; message?: string }[] }).errors?.[0];
@@ -219,52 +246,95 @@ async function registryError(res: Response): Promise<string> {
   }
 }
 
+/** A user name and a password (or a token) for a registry: LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD (core/config.ts). */
+export interface Credentials {
+  user: string;
+  password: string;
+}
+
 interface Challenge {
+  scheme: 'bearer' | 'basic';
   realm: string;
   service?: string;
   scope?: string;
 }
 
-/** `Bearer realm="…",service="…",scope="…"` → its parameters; undefined for another scheme. */
+/** `Bearer realm="…",service="…",scope="…"` (or `Basic realm="…"`) → its parameters; undefined for another scheme. */
 export function parseChallenge(header: string | null): Challenge | undefined {
-  if (!header || !/^\s*bearer\s/i.test(header)) return undefined;
+  const scheme = /^\s*(bearer|basic)\s/i.exec(header ?? '')?.[1].toLowerCase() as Challenge['scheme'] | undefined;
+  if (!scheme) return undefined;
   const params: Record<string, string> = {};
-  for (const m of header.matchAll(/(\w+)="([^"]*)"/g)) params[m[1].toLowerCase()] = m[2];
-  return params.realm ? { realm: params.realm, service: params.service, scope: params.scope } : undefined;
+  for (const m of header!.matchAll(/(\w+)="([^"]*)"/g)) params[m[1].toLowerCase()] = m[2];
+  if (scheme === 'basic') return { scheme, realm: params.realm ?? '' };
+  return params.realm ? { scheme, realm: params.realm, service: params.service, scope: params.scope } : undefined;
 }
 
-/** One repository on one registry, pulled anonymously. */
-class Registry {
+/** How a request to the registry goes: its body is made again for the retry a challenge asks for. */
+export interface RegistryRequest {
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  accept?: string;
+  headers?: Record<string, string>;
+  body?: () => Uint8Array | AsyncIterable<Uint8Array>;
+  /** What is being done, for messages: "fetching the manifest …". */
+  what: string;
+  wd: Watchdog;
+}
+
+/**
+ * One repository on one registry: pulled anonymously, or with credentials
+ * (a push, or a private repository). Answers the registry's challenge once:
+ * Bearer (a token from its realm, asked with the credentials when there are
+ * some) or Basic (the credentials themselves). Credentials and tokens go only
+ * to the registry's own origin and its token realm, never into a message.
+ */
+export class Registry {
   private token?: string;
+  private basic?: string;
 
   constructor(
     readonly repo: Repository,
-    private readonly o: { signal?: AbortSignal; stallMs: number },
+    private readonly o: { signal?: AbortSignal; stallMs: number; credentials?: Credentials; push?: boolean },
   ) {}
 
-  private get host() {
+  get host() {
     return new URL(this.repo.base).host;
   }
 
-  private unreachable(e: unknown, what: string, wd: Watchdog): unknown {
-    if (this.o.signal?.aborted) return e;
-    if (wd.stalled()) return new UserError(`${what}: ${this.host} sent nothing for ${this.o.stallMs / 1000} s; stopped`, `try again: npm run image pull   (${OFFLINE_FIX})`);
-    return new UserError(`cannot reach ${this.host} (${causeOf(e)}) ${what}`, `check the network (and that ${this.host} is the registry meant), then run this again; ${OFFLINE_FIX}`);
+  private get retry() {
+    return this.o.push ? 'check the network and the registry, then push again' : `try again: npm run image pull   (${OFFLINE_FIX})`;
   }
 
-  /** An anonymous pull token, as the challenge says where to ask for it. */
+  unreachable(e: unknown, what: string, wd: Watchdog): unknown {
+    if (this.o.signal?.aborted) return e;
+    if (wd.stalled()) return new UserError(`${what}: ${this.host} sent nothing for ${this.o.stallMs / 1000} s; stopped`, this.retry);
+    return new UserError(`cannot reach ${this.host} (${causeOf(e)}) ${what}`, `check the network (and that ${this.host} is the registry meant), then run this again${this.o.push ? '' : `; ${OFFLINE_FIX}`}`);
+  }
+
+  private refusedCredentials(status: number, why: string): UserError {
+    return new UserError(
+      `${this.host} refuses the credentials in LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD for ${this.repo.display} (HTTP ${status}${why ? ` ${why}` : ''})`,
+      `check them (for ghcr.io: your GitHub user and a token that may write packages; in a workflow, github.actor and GITHUB_TOKEN with "packages: write")`,
+    );
+  }
+
+  /** A token, as the challenge says where to ask for it: anonymous, or with the credentials; for pull, or pull and push. */
   private async authenticate(ch: Challenge, what: string, wd: Watchdog): Promise<void> {
     const url = new URL(ch.realm, this.repo.base);
     if (ch.service) url.searchParams.set('service', ch.service);
-    url.searchParams.set('scope', ch.scope ?? `repository:${this.repo.name}:pull`);
+    url.searchParams.set('scope', this.o.push ? `repository:${this.repo.name}:pull,push` : (ch.scope ?? `repository:${this.repo.name}:pull`));
+    const headers: Record<string, string> = { accept: 'application/json' };
+    const creds = this.o.credentials;
+    if (creds) headers.authorization = `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}`;
     let res: Response;
     try {
-      res = await fetch(url, { signal: wd.signal, headers: { accept: 'application/json' } });
+      res = await fetch(url, { signal: wd.signal, headers });
     } catch (e) {
-      throw this.unreachable(e, `asking ${url.host} for a pull token ${what}`, wd);
+      throw this.unreachable(e, `asking ${url.host} for a token ${what}`, wd);
     }
     if (!res.ok) {
       const why = await registryError(res);
+      if (creds) throw this.refusedCredentials(res.status, why);
+      if (this.o.push) throw this.needCredentials(res.status, why);
       throw new UserError(
         `${this.repo.display} gives no anonymous pull token (HTTP ${res.status}${why ? ` ${why}` : ''}): it does not exist, or it is not public`,
         `check the repository (--repository; default: package.json sockmapLabs.imageRepository), or build the image here: npm run image build`,
@@ -272,41 +342,72 @@ class Registry {
     }
     const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
     this.token = body.token ?? body.access_token;
-    if (!this.token) throw new UserError(`${url.host} answered a token request without a token`, `try again later; ${OFFLINE_FIX}`);
+    if (!this.token) throw new UserError(`${url.host} answered a token request without a token`, `try again later${this.o.push ? '' : `; ${OFFLINE_FIX}`}`);
+  }
+
+  /** A push the registry refused for want of credentials. */
+  needCredentials(status: number, why: string): UserError {
+    return new UserError(
+      `${this.repo.display} takes no push without credentials (HTTP ${status}${why ? ` ${why}` : ''})`,
+      'set LAB_REGISTRY_USER and LAB_REGISTRY_PASSWORD (for ghcr.io: your GitHub user and a token that may write packages), then push again',
+    );
   }
 
   /**
-   * GET `below` (a path under /v2/<name>/), answering one Bearer challenge and
-   * following redirects; the token goes only to the registry's own origin
-   * (not to the storage a blob redirects to). Returns the final response,
-   * whatever its status; its body is the caller's.
+   * `below` (a path under /v2/<name>/, or an absolute URL the registry gave,
+   * e.g. an upload's Location), answering one challenge; GET and HEAD follow
+   * redirects. The token goes only to the registry's own origin (not to the
+   * storage a blob redirects to). Returns the final response, whatever its
+   * status; its body is the caller's.
    */
-  async get(below: string, accept: string, what: string, wd: Watchdog): Promise<Response> {
+  async request(below: string | URL, r: RegistryRequest): Promise<Response> {
     const origin = new URL(this.repo.base).origin;
+    const method = r.method ?? 'GET';
+    const follow = method === 'GET' || method === 'HEAD';
     for (let challenged = false; ; ) {
-      let url = new URL(`${this.repo.base}/v2/${this.repo.name}/${below}`);
+      let url = typeof below === 'string' ? new URL(`${this.repo.base}/v2/${this.repo.name}/${below}`) : below;
       let res: Response;
       for (let hops = 0; ; hops++) {
-        const headers: Record<string, string> = { accept };
-        if (this.token && url.origin === origin) headers.authorization = `Bearer ${this.token}`;
+        const headers: Record<string, string> = { ...r.headers };
+        if (r.accept) headers.accept = r.accept;
+        if (url.origin === origin && this.token) headers.authorization = `Bearer ${this.token}`;
+        else if (url.origin === origin && this.basic) headers.authorization = this.basic;
+        const body = r.body?.();
         try {
-          res = await fetch(url, { headers, redirect: 'manual', signal: wd.signal });
+          res = await fetch(url, { method, headers, redirect: 'manual', signal: r.wd.signal, body: body as BodyInit | undefined, ...(body ? { duplex: 'half' } : {}) } as RequestInit);
         } catch (e) {
-          throw this.unreachable(e, what, wd);
+          throw this.unreachable(e, r.what, r.wd);
         }
         const location = res.headers.get('location');
-        if (![301, 302, 303, 307, 308].includes(res.status) || !location) break;
+        if (!follow || ![301, 302, 303, 307, 308].includes(res.status) || !location) break;
         await res.body?.cancel();
-        if (hops === 5) throw new UserError(`${this.repo.display} redirects too often ${what}`, `try again later; ${OFFLINE_FIX}`);
+        if (hops === 5) throw new UserError(`${this.repo.display} redirects too often ${r.what}`, `try again later${this.o.push ? '' : `; ${OFFLINE_FIX}`}`);
         url = new URL(location, url);
       }
       if (res.status !== 401 || challenged) return res;
       const ch = parseChallenge(res.headers.get('www-authenticate'));
-      await res.body?.cancel();
       if (!ch) return res;
       challenged = true;
-      await this.authenticate(ch, what, wd);
+      if (ch.scheme === 'basic') {
+        const creds = this.o.credentials;
+        if (!creds) return res;
+        await res.body?.cancel();
+        this.basic = `Basic ${Buffer.from(`${creds.user}:${creds.password}`).toString('base64')}`;
+        continue;
+      }
+      await res.body?.cancel();
+      await this.authenticate(ch, r.what, r.wd);
     }
+  }
+
+  /** GET `below`: see request(). */
+  get(below: string, accept: string, what: string, wd: Watchdog): Promise<Response> {
+    return this.request(below, { accept, what, wd });
+  }
+
+  /** A watchdog for one exchange with this registry: stops it when nothing comes for the stall time. */
+  watchdog(): Watchdog {
+    return watchdog(this.o.signal, this.o.stallMs);
   }
 
   /** The repository's tags (best effort: undefined when the registry will not say). */
@@ -500,12 +601,14 @@ export async function pullImage(o: {
   onProgress?: (got: number, total: number) => void;
   /** How long a silent connection may take before it counts as stalled (default 60 s). */
   stallMs?: number;
+  /** For a private repository (LAB_REGISTRY_USER, LAB_REGISTRY_PASSWORD); anonymous without. */
+  credentials?: Credentials;
 }): Promise<PullResult> {
   const t0 = Date.now();
   const { arch, repository: repo, choice, signal } = o;
   const log = o.log ?? (() => {});
   const stallMs = o.stallMs ?? STALL_MS;
-  const reg = new Registry(repo, { signal, stallMs });
+  const reg = new Registry(repo, { signal, stallMs, credentials: o.credentials });
   log(`asking ${repo.display} for ${choice.ref.length > 40 ? `${choice.ref.slice(0, 22)}…` : choice.ref} (${choice.why})`);
   const pub = await resolvePublished(reg, choice, arch, { signal, stallMs });
   const tagged = inputsOfTag(choice.ref, arch);
