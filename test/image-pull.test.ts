@@ -390,10 +390,11 @@ describe('which image, and where', () => {
     expect(() => parseRepository('http://127.0.0.1.example.com/img')).toThrow(/not this machine/);
   });
 
-  it('the release workflow publishes what pull reads, where pull looks', () => {
+  it('the release workflow publishes with npm run image push (no oras), where pull looks', () => {
     const wf = fs.readFileSync(path.join(projectRoot, '.github/workflows/image-release.yml'), 'utf8');
-    for (const s of [`--artifact-type ${IMAGE_ARTIFACT_TYPE}`, `"$FILE:${IMAGE_LAYER_TYPE}"`, `"${ANNOTATION_ARCH}=$ARCH"`, `"${ANNOTATION_INPUTS}=$INPUTS"`, '"$REPO:$ARCH-$INPUTS,$ARCH-latest"', 'sockmapLabs.imageRepository'])
+    for (const s of ['npm run --silent image push -- "$REPO:$tags" --arch all', 'LAB_REGISTRY_USER: ${{ github.actor }}', 'LAB_REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}', 'packages: write', 'sockmapLabs.imageRepository'])
       expect(wf).toContain(s);
+    expect(wf).not.toMatch(/\boras\b/);
     expect(defaultRepository()).toMatch(/^ghcr\.io\/[a-z0-9-]+\/sockmap-labs-image$/);
   });
 
