@@ -2,7 +2,10 @@
 // `image pull`: a Bearer challenge and an anonymous token endpoint (as
 // ghcr.io has them), manifests by tag and by digest, tags/list, and blobs
 // redirected to a second server on another origin (as ghcr.io redirects
-// to its storage), which can be told to misbehave.
+// to its storage), which can be told to misbehave. And for `image push`:
+// push tokens only for the user and password set in `pushUser` (Basic auth
+// on the token endpoint, as ghcr.io takes a GitHub token), HEAD on blobs,
+// monolithic uploads (POST, then PUT with the digest, checked), manifest PUT.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -36,6 +39,13 @@ export class FakeRegistry {
   fault?: BlobFault;
   /** The token endpoint refuses (a private repository). */
   privateRepo = false;
+  /** Who may push (none: nobody). */
+  pushUser?: { user: string; password: string };
+  /** Tokens that may push. */
+  readonly pushTokens: string[] = [];
+  /** The Authorization headers the token endpoint got. */
+  readonly tokenAuth: (string | undefined)[] = [];
+  private readonly uploads = new Set<string>();
   private storageUrl = '';
   private readonly manifests = new Map<string, { body: Buffer; type: string }>();
   private readonly blobs = new Map<string, Buffer>();
@@ -121,11 +131,18 @@ export class FakeRegistry {
     this.requests.push({ method: q.method!, url: q.url!, authorization: q.headers.authorization });
     const url = new URL(q.url!, this.url);
     if (url.pathname === '/token') {
+      this.tokenAuth.push(q.headers.authorization);
       if (this.privateRepo) return this.error(s, 401, 'UNAUTHORIZED', 'authentication required');
-      if (!/^repository:[a-z0-9/._-]+:pull$/.test(url.searchParams.get('scope') ?? '') || url.searchParams.get('service') !== 'fake-registry')
-        return this.error(s, 400, 'DENIED', `unexpected token request ${url.search}`);
-      const token = `anon-${this.tokens.length + 1}`;
+      const scope = /^repository:[a-z0-9/._-]+:(pull|pull,push)$/.exec(url.searchParams.get('scope') ?? '');
+      if (!scope || url.searchParams.get('service') !== 'fake-registry') return this.error(s, 400, 'DENIED', `unexpected token request ${url.search}`);
+      const push = scope[1] === 'pull,push';
+      if (push) {
+        const u = this.pushUser;
+        if (!u || q.headers.authorization !== `Basic ${Buffer.from(`${u.user}:${u.password}`).toString('base64')}`) return this.error(s, 401, 'UNAUTHORIZED', 'bad credentials');
+      }
+      const token = `${push ? 'push' : 'anon'}-${this.tokens.length + 1}`;
       this.tokens.push(token);
+      if (push) this.pushTokens.push(token);
       s.writeHead(200, { 'content-type': 'application/json' });
       return s.end(JSON.stringify({ token }));
     }
@@ -140,7 +157,18 @@ export class FakeRegistry {
     }
     if (!m) return this.error(s, 404, 'NOT_FOUND', url.pathname);
     const [, name, kind, ref] = m;
+    const writes = q.method === 'POST' || q.method === 'PUT';
+    if (writes && !this.pushTokens.includes(auth.replace(/^Bearer /, ''))) {
+      s.writeHead(401, { 'www-authenticate': `Bearer realm="${this.url}/token",service="fake-registry",scope="repository:${name}:pull,push"` });
+      return s.end();
+    }
+    if (writes && name === this.name) return this.write(q, s, url, kind, ref);
     if (name !== this.name) return this.error(s, 404, 'NAME_UNKNOWN', `repository name not known to registry`);
+    if (q.method === 'HEAD') {
+      const b = kind === 'blobs' ? this.blobs.get(ref) : undefined;
+      s.writeHead(b ? 200 : 404, b ? { 'content-length': b.length, 'docker-content-digest': ref } : {});
+      return s.end();
+    }
     if (kind === 'tags') {
       s.writeHead(200, { 'content-type': 'application/json' });
       return s.end(JSON.stringify({ name, tags: [...this.manifests.keys()].filter((k) => !k.startsWith('sha256:')).sort() }));
@@ -154,6 +182,39 @@ export class FakeRegistry {
     if (!this.blobs.has(ref)) return this.error(s, 404, 'BLOB_UNKNOWN', 'blob unknown');
     s.writeHead(307, { location: `${this.storageUrl}/store/${ref.replace(':', '/')}?signature=fake` });
     s.end();
+  }
+
+  /** POST an upload, PUT its bytes with their digest, PUT a manifest. */
+  private write(q: http.IncomingMessage, s: http.ServerResponse, url: URL, kind: string, ref: string) {
+    const chunks: Buffer[] = [];
+    q.on('data', (c: Buffer) => chunks.push(c));
+    q.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (q.method === 'POST' && kind === 'blobs' && ref === 'uploads/') {
+        const id = crypto.randomUUID();
+        this.uploads.add(id);
+        s.writeHead(202, { location: `/v2/${this.name}/blobs/uploads/${id}?state=x`, 'docker-upload-uuid': id, 'content-length': 0 });
+        return s.end();
+      }
+      if (q.method === 'PUT' && kind === 'blobs' && ref.startsWith('uploads/')) {
+        const id = ref.slice('uploads/'.length);
+        if (!this.uploads.delete(id) || url.searchParams.get('state') !== 'x') return this.error(s, 404, 'BLOB_UPLOAD_UNKNOWN', 'upload unknown');
+        const d = digestOf(body);
+        if (d !== url.searchParams.get('digest')) return this.error(s, 400, 'DIGEST_INVALID', 'provided digest did not match uploaded content');
+        this.blobs.set(d, body);
+        s.writeHead(201, { location: `/v2/${this.name}/blobs/${d}`, 'docker-content-digest': d, 'content-length': 0 });
+        return s.end();
+      }
+      if (q.method === 'PUT' && kind === 'manifests') {
+        const json = JSON.parse(body.toString()) as { layers?: { digest: string }[]; manifests?: { digest: string }[]; config?: { digest: string } };
+        for (const d of [json.config?.digest, ...(json.layers ?? []).map((l) => l.digest)]) if (d && !this.blobs.has(d)) return this.error(s, 400, 'MANIFEST_BLOB_UNKNOWN', d);
+        for (const e of json.manifests ?? []) if (!this.manifests.has(e.digest)) return this.error(s, 400, 'MANIFEST_UNKNOWN', e.digest);
+        const d = this.putManifest(body, q.headers['content-type'] ?? '', ref.startsWith('sha256:') ? [] : [ref]);
+        s.writeHead(201, { 'docker-content-digest': d, 'content-length': 0 });
+        return s.end();
+      }
+      this.error(s, 405, 'UNSUPPORTED', `${q.method} ${url.pathname}`);
+    });
   }
 
   private store(q: http.IncomingMessage, s: http.ServerResponse) {
