@@ -206,6 +206,8 @@ async function* fileChunks(file: string, size: number, wd: Watchdog, onProgress?
     let sent = 0;
     onProgress?.(0, size);
     while (sent < size) {
+      // fetch stops reading its body when aborted, but not always at once: stop feeding it.
+      wd.signal.throwIfAborted();
       const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - sent));
       const { bytesRead } = await fh.read(buf, 0, buf.length, sent);
       if (!bytesRead) throw new Error(`${file} shrank while it was being pushed`);
