@@ -22,7 +22,7 @@ Examples:
   npm run image import /media/usb/class.tar
   npm run image pull                      download the published image for this checkout's inputs (else the newest one)
   npm run image pull -- --arch arm64 --digest sha256:…   …a pinned one, for an arm64 guest
-  npm run image push -- 127.0.0.1:5000/class/sockmap-labs-image     push this machine's image to a registry
+  npm run image push -- http://127.0.0.1:5000/class/sockmap-labs-image   push this machine's image to a local registry
   npm run image push -- ghcr.io/OWNER/sockmap-labs-image:v1.0 --arch all   both arches, and an index tagged v1.0
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
@@ -140,7 +140,7 @@ function archOf(o: { arch?: string }): ImageArch {
 const archOption = () => new Option('-a, --arch <arch>', 'the guest architecture (default: this machine\'s)').choices([...IMAGE_ARCHES]);
 
 export function addImageCommand(program: Command): Command {
-  const image = program.command('image').description('the guest image: build it from Debian packages, export and import it as one file, list and verify it').addHelpText('after', IMAGE_HELP);
+  const image = program.command('image').description('the guest image: build it from Debian packages, export and import it as one file, pull and push it, list and verify it').addHelpText('after', IMAGE_HELP);
 
   image
     .command('build')
@@ -246,13 +246,13 @@ export function addImageCommand(program: Command): Command {
     .description('push the cache\'s guest images to an OCI registry, in the layout "pull" reads (release maintainers)')
     .argument('<ref>', 'REGISTRY/NAME[:TAG[,TAG…]], e.g. ghcr.io/OWNER/sockmap-labs-image:v1.0 (http://127.0.0.1:5000/NAME for a local registry without TLS)')
     .addOption(new Option('-a, --arch <arch>', "which image: amd64, arm64, or all (default: this machine's)").choices([...IMAGE_ARCHES, 'all']))
-    .option('--annotation <key=value>', 'an annotation on each manifest, e.g. org.opencontainers.image.revision=SHA (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--annotation <key=value>', 'an annotation on each manifest, e.g. org.opencontainers.image.revision=SHA (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .option('--plain-http', 'allow an http:// registry that is not on this machine (credentials and images cross the network unprotected)')
     .addHelpText(
       'after',
       `
 Examples:
-  npm run image push -- 127.0.0.1:5000/class/sockmap-labs-image     (a registry on this machine: plain HTTP)
+  npm run image push -- http://127.0.0.1:5000/class/sockmap-labs-image     (a registry on this machine, without TLS)
   LAB_REGISTRY_USER=me LAB_REGISTRY_PASSWORD=$TOKEN npm run image push -- ghcr.io/me/sockmap-labs-image:v1.0 --arch all
 
 Pushes per arch the tags <arch>-<inputs digest> and <arch>-latest (what "image pull" asks
@@ -265,7 +265,7 @@ Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (t
       const cfg = buildConfig();
       const { cacheDir } = cfg.places;
       const target = parsePushTarget(ref, { plainHttp: !!o.plainHttp });
-      const annotations = parseAnnotations(o.annotation);
+      const annotations = parseAnnotations(o.annotation ?? []);
       const credentials = registryCredentialsFrom();
       const arches: ImageArch[] = o.arch === 'all' ? [...IMAGE_ARCHES] : [archOf(o)];
       if (target.repository.base.startsWith('http:') && credentials) console.log(`note: the credentials go to ${target.repository.display} over plain HTTP`);

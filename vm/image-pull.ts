@@ -307,7 +307,13 @@ export class Registry {
   unreachable(e: unknown, what: string, wd: Watchdog): unknown {
     if (this.o.signal?.aborted) return e;
     if (wd.stalled()) return new UserError(`${what}: ${this.host} sent nothing for ${this.o.stallMs / 1000} s; stopped`, this.retry);
-    return new UserError(`cannot reach ${this.host} (${causeOf(e)}) ${what}`, `check the network (and that ${this.host} is the registry meant), then run this again${this.o.push ? '' : `; ${OFFLINE_FIX}`}`);
+    const cause = causeOf(e);
+    if (/SSL|TLS|EPROTO/i.test(cause) && this.repo.base.startsWith('https:'))
+      return new UserError(
+        `cannot speak TLS with ${this.host} (${cause}) ${what}: it may be a registry without TLS`,
+        `if it is, name it with http:// (http://${this.host}/${this.repo.name}${this.o.push ? '' : ', or --registry http://' + this.host}); plain HTTP goes only to this machine unless --plain-http`,
+      );
+    return new UserError(`cannot reach ${this.host} (${cause}) ${what}`, `check the network (and that ${this.host} is the registry meant), then run this again${this.o.push ? '' : `; ${OFFLINE_FIX}`}`);
   }
 
   private refusedCredentials(status: number, why: string): UserError {

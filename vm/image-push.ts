@@ -267,6 +267,10 @@ export async function pushImages(o: {
   for (const arch of o.arches)
     if (!currentImageFolder(o.cacheDir, arch)) throw new UserError(`no ${arch} guest image to push in ${images}`, `${buildFix(arch)}   (or: npm run image import FILE --arch ${arch})`);
 
+  // The empty config every manifest names: first, so that an unreachable
+  // registry or refused credentials stop the push before an export is made.
+  log(`asking ${repo.display} for a push`);
+  await pushBlob(reg, { digest: sha256(EMPTY_CONFIG), size: EMPTY_CONFIG.length, data: EMPTY_CONFIG }, o);
   const pushed: PushedArch[] = [];
   for (const arch of o.arches) {
     const work = path.join(images, `.download-push-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
@@ -278,7 +282,6 @@ export async function pushImages(o: {
       const { manifest: image, bytes } = await exportImage({ cacheDir: o.cacheDir, arch, file, signal: o.signal });
       const layer = { digest: `sha256:${await sha256File(file, o.signal)}`, size: bytes };
       log(`pushing the ${arch} image file ${layer.digest.slice(7, 19)} (${mb(bytes)}) to ${repo.display}`);
-      await pushBlob(reg, { digest: sha256(EMPTY_CONFIG), size: EMPTY_CONFIG.length, data: EMPTY_CONFIG }, o);
       const uploaded = await pushBlob(reg, { ...layer, file }, o);
       if (!uploaded) log(`${repo.display} has that file already: not uploaded again`);
       const body = imageManifestFor(image, layer, o.annotations);
