@@ -99,12 +99,12 @@ describe.skipIf(!hasRegistry || !hasImage || process.arch !== 'x64' || !has('qem
     afterAll(async () => {
       await stopRegistry();
       process.removeListener('exit', killAtExit);
+      if (registry) expect(registry.exitCode !== null || registry.signalCode !== null, 'docker-registry is still running').toBe(true);
       if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
       console.log(`registry e2e: ${((Date.now() - t0) / 1000).toFixed(1)} s in all`);
     }, 30_000);
 
     it('npm run image push: the cached amd64 image, its tags, and an index tagged v1', async () => {
-      const before = contents(homeCache);
       const t = Date.now();
       const { code, out } = await cli(['image', 'push', `${repo}:v1`]).done;
       console.log(`push: ${((Date.now() - t) / 1000).toFixed(1)} s`);
@@ -113,7 +113,7 @@ describe.skipIf(!hasRegistry || !hasImage || process.arch !== 'x64' || !has('qem
       expect(out).toMatch(/ 100%: /);
       manifestDigest = /--digest (sha256:[0-9a-f]{64})/.exec(out)![1];
       // The work folder of the export is gone from the cache pushed from.
-      expect(contents(homeCache)).toEqual(before);
+      expect(contents(homeCache).filter((f) => f.startsWith('.download-push-'))).toEqual([]);
       // What the registry holds: the tags, and a manifest as pull reads it.
       const tags = (await (await fetch(`${repo.replace(NAME, `v2/${NAME}`)}/tags/list`)).json()) as { tags: string[] };
       const inputs = (await openImage(homeCache, 'amd64')).manifest.inputsDigest;
