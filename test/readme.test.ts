@@ -169,8 +169,9 @@ const placeholder = (w: string) => /^[A-Z][A-Z0-9_/.-]*$/.test(w) || w.includes(
 
 function checkCliArgs(tree: Map<string, Cmd>, top: string, args: string[], labNames: Set<string>): string[] {
   const problems: string[] = [];
-  let cmd = tree.get(top);
-  if (!cmd) return [`the CLI has no command "${top}"`];
+  const start = tree.get(top);
+  if (!start) return [`the CLI has no command "${top}"`];
+  let cmd: Cmd = start;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--') break; // what follows is the command's own (vm exec -- bpftool …)
@@ -188,7 +189,7 @@ function checkCliArgs(tree: Map<string, Cmd>, top: string, args: string[], labNa
         problems.push(`${name} ${value}: not one of its choices (${opt.choices.join(', ')})`);
       continue;
     }
-    const sub = cmd.subcommands.includes(a) ? tree.get([...cmd.path, a].join(' ')) : undefined;
+    const sub: Cmd | undefined = cmd.subcommands.includes(a) ? tree.get([...cmd.path, a].join(' ')) : undefined;
     if (sub) {
       cmd = sub;
       continue;
