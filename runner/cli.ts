@@ -51,7 +51,7 @@ program
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
   .addOption(rootfsOption())
   .addOption(archOption())
-  .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-k, --kernel <path>', 'a guest kernel of your own, booted with the host\'s root (implies --rootfs host); repeat to run the labs on several kernels (default: LAB_KERNEL if set, else the guest image\'s own kernel)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
