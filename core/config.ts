@@ -138,11 +138,26 @@ function wholeNumber(what: string, value: string | number, min: number, max: num
   return n;
 }
 
+/** A plain decimal number (1, 2.5, .5, 1e3); not hex, Infinity or NaN. */
+const DECIMAL = /^\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
+
 function positive(what: string, value: string | number, fix: string): number {
-  const n = typeof value === 'number' ? value : /^\s*(\d+\.?\d*|\.\d+)\s*$/.test(value) ? Number(value) : NaN;
+  const n = typeof value === 'number' ? value : DECIMAL.test(value) ? Number(value) : NaN;
   if (!(n > 0) || !Number.isFinite(n)) throw new UserError(`${what} must be a number above 0, not "${value}"`, fix);
   return n;
 }
+
+/** A number in [min, max]: timers past 2^31-1 ms fire at once in Node, and a tiny scale times every step out. */
+function bounded(what: string, value: string | number, min: number, max: number, fix: string): number {
+  const n = typeof value === 'number' ? value : DECIMAL.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) throw new UserError(`${what} must be a number from ${min} to ${max}, not "${value}"`, fix);
+  return n;
+}
+
+/** --timeout-scale's range: 100 × the longest step timeout (300 s) is 8 hours, far inside Node's 24.8-day timer limit; 0.001 still leaves a 60 s step 60 ms (tests use 0.002 to force a timeout). */
+export const TIMEOUT_SCALE = { min: 0.001, max: 100 } as const;
+/** LAB_BOOT_TIMEOUT's range, in seconds. */
+const BOOT_TIMEOUT_S = { min: 1, max: 3600 } as const;
 
 /** The host folders, from the environment (or the XDG defaults). */
 export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
@@ -158,13 +173,18 @@ export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
   };
 }
 
+function bootTimeout(v: string): number {
+  positive('LAB_BOOT_TIMEOUT (seconds)', v, 'unset LAB_BOOT_TIMEOUT');
+  return bounded('LAB_BOOT_TIMEOUT (seconds)', v, BOOT_TIMEOUT_S.min, BOOT_TIMEOUT_S.max, 'unset LAB_BOOT_TIMEOUT');
+}
+
 /** The test hooks, from the environment. */
 function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
   return {
     runTag: env.LAB_RUN_TAG || undefined,
     sshPort: env.LAB_SSH_PORT ? wholeNumber('LAB_SSH_PORT', env.LAB_SSH_PORT, 1, 65535, 'unset LAB_SSH_PORT') : undefined,
     kernelAppend: (env.LAB_KERNEL_APPEND ?? '').split(/\s+/).filter(Boolean),
-    bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? positive('LAB_BOOT_TIMEOUT (seconds)', env.LAB_BOOT_TIMEOUT, 'unset LAB_BOOT_TIMEOUT') * 1000 : undefined,
+    bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? bootTimeout(env.LAB_BOOT_TIMEOUT) * 1000 : undefined,
     stepAgent: env.LAB_STEP_AGENT !== '0',
   };
 }
@@ -178,6 +198,8 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
   const backend = oneOf('backend', flags.backend ?? 'qemu', BACKENDS, `use one of: ${BACKENDS.map((b) => `--backend ${b}`).join(', ')}`);
   const accel = oneOf('LAB_ACCEL', env.LAB_ACCEL ?? 'auto', ACCEL_REQUESTS, 'unset LAB_ACCEL, or set it to auto, kvm, hvf or tcg');
   const named = flags.kernel === undefined ? [] : Array.isArray(flags.kernel) ? flags.kernel : [flags.kernel];
+  if (named.some((k) => k.trim() === ''))
+    throw new UserError('--kernel is empty: it needs the path of a kernel image', 'name a vmlinuz file (e.g. --kernel /boot/vmlinuz-$(uname -r)), or drop --kernel for the guest image');
   const fromEnv = !named.length && !!env.LAB_KERNEL;
   const transport = env.LAB_TRANSPORT ? oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT, TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial') : undefined;
   // The guest image unless something asks for the host's root: a kernel of one's
@@ -208,7 +230,10 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
       memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,
-      timeoutScale: flags.timeoutScale === undefined ? undefined : positive('--timeout-scale', flags.timeoutScale, `e.g. --timeout-scale 2 (${help})`),
+      timeoutScale:
+        flags.timeoutScale === undefined
+          ? undefined
+          : bounded('--timeout-scale', flags.timeoutScale, TIMEOUT_SCALE.min, TIMEOUT_SCALE.max, `e.g. --timeout-scale 2 (the default is 2 under TCG, else 1) (${help})`),
     },
     places: placesFrom(env),
     hooks: hooksFrom(env),

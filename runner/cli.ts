@@ -22,7 +22,36 @@ import { colorWanted, paint } from './style.ts';
 
 const p = paint(colorWanted(process.stderr));
 
+/** File-system errors that reach the top are still the user's input (a path): one line, exit 2, no stack trace. */
+const ERRNO_WORDS: Record<string, string> = {
+  EISDIR: 'is a folder',
+  ENOENT: 'does not exist',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'is on a read-only file system',
+  ENOTDIR: 'a part of the path is not a folder',
+  ENAMETOOLONG: 'the name is too long',
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  ELOOP: 'a symbolic link loop',
+  EIO: 'an I/O error',
+};
+
+function asUserError(e: unknown): UserError | undefined {
+  if (e instanceof UserError) return e;
+  const err = e as NodeJS.ErrnoException & { input?: string; dest?: string };
+  if (err && typeof err === 'object' && typeof err.code === 'string' && err.code in ERRNO_WORDS) {
+    const what = err.path ? `${err.path}${err.dest ? ` → ${err.dest}` : ''}` : (err.message ?? '').split('\n')[0];
+    return new UserError(`${err.syscall ? `${err.syscall} ` : ''}${what}: ${ERRNO_WORDS[err.code]} (${err.code})`, 'check the path, and that the folder exists and can be written');
+  }
+  if (err instanceof TypeError && err.code === 'ERR_INVALID_URL')
+    return new UserError(`not a valid URL: "${err.input ?? ''}"`, 'give a URL such as https://ghcr.io or http://127.0.0.1:5000');
+  return undefined;
+}
+
 function fail(e: unknown): never {
+  const ue = asUserError(e);
+  if (ue) e = ue;
   if (e instanceof UserError) {
     process.stderr.write(`${p.red('error:')} ${e.message}\n`);
     if (e.details) process.stderr.write(`${e.details.split('\n').map((l) => `  ${p.dim('│')} ${l}`).join('\n')}\n`);
@@ -39,7 +68,8 @@ const archOption = () => new Option('--arch <arch>', "the guest's architecture (
 
 const program = new Command('sockmap-labs')
   .description('Learn Linux eBPF SOCKMAP/SOCKHASH by doing: every lab step runs in a real kernel VM and is checked.')
-  .showHelpAfterError()
+  // A usage error is one line and a pointer to the help (set per command below), not the whole help scrolling it away.
+  .showHelpAfterError('(see --help for the options)')
   // Bad input (an unknown option, a choice not offered) exits 2, as the README says; --help exits 0.
   // Set before any command is added: the commands inherit it.
   .exitOverride((e) => process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage));
@@ -90,9 +120,17 @@ Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm
 Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
   )
   .action(async (labs: string[], o) => {
+    refuseFlagsNpmTook(labs);
     const cfg = buildConfig(flagsFrom(o));
     const { places } = cfg;
     const out = paint(colorWanted());
+    const words: Record<string, number> = { validate: 0, list: 0, next: 0, reset: 1, new: 1, solution: 1 };
+    if (labs[0] in words && labs.length - 1 > words[labs[0]])
+      throw new UserError(
+        `"lab ${labs[0]}" takes ${words[labs[0]] ? 'one argument' : 'no arguments'}, not: ${labs.slice(1 + words[labs[0]]).join(' ')}`,
+        `npm run lab ${labs[0]}${labs[0] === 'reset' ? ' [N]' : labs[0] === 'new' ? ' NAME' : labs[0] === 'solution' ? ' N' : ''}`,
+      );
+    if (o.apply && labs[0] !== 'solution') throw new UserError('--apply goes with "solution N": it copies a solution over your exercise', 'npm run lab solution 5 -- --apply');
     switch (labs[0]) {
       case 'validate':
         process.exitCode = validate(places.labsDir);
@@ -121,6 +159,21 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
     }
     process.exitCode = await runLabs(cfg, { labs, reporters: o.reporter, output: o.output, quiet: o.quiet, step: o.step });
   });
+
+/**
+ * Without "--", npm takes the lab's flags for its own config (npm_config_memory=true) and passes only their
+ * values on ("npm run lab 1 --memory abc" runs lab "abc"). Say so, rather than run something else.
+ */
+function refuseFlagsNpmTook(labs: string[]) {
+  if (!process.env.npm_lifecycle_event) return;
+  const ours = ['memory', 'kernel', 'reporter', 'output', 'step', 'watch', 'solutions', 'apply', 'warm', 'backend', 'rootfs', 'timeout_scale', 'timeout-scale'];
+  const taken = ours.filter((f) => process.env[`npm_config_${f}`] !== undefined && process.env[`npm_config_${f}`] !== '');
+  if (taken.length)
+    throw new UserError(
+      `npm took --${taken[0].replace('_', '-')} for itself (options after "npm run lab" need "--" before them)`,
+      `npm run lab ${labs.filter((l) => !/^(true|false)$/.test(l)).slice(0, 1).join(' ') || '1'} -- --${taken[0].replace('_', '-')} …`,
+    );
+}
 
 const kernels = program.command('kernels').description('list guest kernels, or fetch one into the cache');
 kernels
@@ -207,6 +260,24 @@ program
     console.log(`\n${checks.length - failed - warned} ok, ${warned} warning${warned === 1 ? '' : 's'}, ${failed} missing`);
     process.exitCode = failed ? 1 : 0;
   });
+
+/** Each command's usage errors point to its own help: "npm run vm -- up --help". */
+function pointToHelp(cmd: Command, words: string[]) {
+  const [script, ...rest] = words;
+  const help = `npm run ${script} -- ${[...rest, '--help'].join(' ')}`;
+  cmd.showHelpAfterError(`(see ${help})`);
+  const subs = cmd.commands;
+  const fallback = subs.find((c) => (cmd as unknown as { _defaultCommandName?: string })._defaultCommandName === c.name());
+  // A word that is no subcommand would reach the default one ("too many arguments for 'status'"): name it instead.
+  if (subs.length && fallback)
+    cmd.hook('preSubcommand', (parent) => {
+      const first = parent.args[0];
+      if (first !== undefined && !first.startsWith('-') && !subs.some((c) => c.name() === first || c.aliases().includes(first)))
+        throw new UserError(`unknown ${script} command "${first}": use ${subs.map((c) => c.name()).join(', ')}`, `${help}`);
+    });
+  for (const c of subs) pointToHelp(c, [...words, c.name()]);
+}
+for (const c of program.commands) pointToHelp(c, [c.name()]);
 
 stopOnBrokenPipe();
 program.parseAsync(process.argv).catch(fail);

@@ -55,10 +55,18 @@ export function validate(labsDir: string): number {
   return problems.length ? 1 : 0;
 }
 
+/** The longest lab name: folder names stay readable, and far below the file system's 255 bytes. */
+const MAX_NAME = 60;
+
 /** `lab new NAME`: a new lab folder with the next free number, a lab.yaml to fill in, and its broken.yaml. */
 export function scaffold(name: string | undefined, dir: string): string {
   if (!name || !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(name))
     throw new UserError(`a lab name is lower-case words joined by dashes, e.g. "udp-redirect"${name ? `, not "${name}"` : ''}`, 'npm run lab new udp-redirect');
+  if (name.length > MAX_NAME)
+    throw new UserError(`a lab name is at most ${MAX_NAME} characters; "${name.slice(0, 24)}…" has ${name.length}`, 'npm run lab new udp-redirect   (a short name; the title in lab.yaml can be long)');
+  const numbered = /^(\d+)-(.+)$/.exec(name);
+  if (numbered)
+    throw new UserError(`a lab name has no number in front ("${name}"): the next free number is added for you`, `npm run lab new ${numbered[2]}`);
   const labs = discoverLabs(dir);
   if (labs.some((l) => l.slug === name)) throw new UserError(`a lab named ${name} exists already`, 'npm run lab list');
   const number = Math.max(0, ...labs.map((l) => l.number)) + 1;
@@ -128,15 +136,27 @@ export function solution(labsDir: string, which: string | undefined, apply: bool
     const theirs = path.join(ref.dir, 'solution', f);
     const rel = (p: string) => path.relative(process.cwd(), p) || p;
     if (apply) {
+      const same = fs.existsSync(mine) && fs.readFileSync(mine).equals(fs.readFileSync(theirs));
+      if (same) {
+        out.push(`${rel(mine)}: yours is the solution already`);
+        continue;
+      }
+      // The learner's own work is never lost: it is kept beside the exercise, under a name no build picks up.
+      let kept: string | undefined;
+      if (fs.existsSync(mine)) {
+        kept = `${mine}.mine`;
+        for (let i = 1; fs.existsSync(kept); i++) kept = `${mine}.mine.${i}`;
+        fs.copyFileSync(mine, kept, fs.constants.COPYFILE_EXCL);
+      }
       fs.copyFileSync(theirs, mine);
-      out.push(`copied ${rel(theirs)} over ${rel(mine)}`);
+      out.push(`copied ${rel(theirs)} over ${rel(mine)}${kept ? `; your version is kept as ${rel(kept)}` : ''}`);
       continue;
     }
     // diff exits 1 when the files differ: that is the normal case here.
     const r = spawnSync('diff', ['-u', '--label', `${rel(mine)} (yours)`, '--label', `${rel(theirs)} (solution)`, mine, theirs], { encoding: 'utf8' });
     out.push(r.status === 0 ? `${rel(mine)}: yours is the solution already` : r.stdout.trimEnd());
   }
-  if (apply) out.push(`run it: npm run lab ${lab.number}   (start over: git checkout -- ${path.relative(process.cwd(), path.join(ref.dir, 'exercise'))})`);
+  if (apply) out.push(`run it: npm run lab ${lab.number}   (your own work is in the .mine files beside the exercise; the empty stub: git checkout -- ${path.relative(process.cwd(), path.join(ref.dir, 'exercise'))})`);
   else out.push(`\nput the solution in place: npm run lab solution ${lab.number} -- --apply`);
   return out.join('\n');
 }
