@@ -164,7 +164,7 @@ export function addImageCommand(program: Command): Command {
         const t0 = Date.now();
         const r = await exportImage({ cacheDir: cfg.places.cacheDir, arch, file, signal, log: ui.step });
         ui.done();
-        console.log(`exported the ${arch} guest image (${r.manifest.digest.slice(0, 12)}, ${mb(r.bytes)}) to ${path.resolve(file)} in ${secs(Date.now() - t0)}`);
+        console.log(`exported the ${arch} guest image (${r.manifest.digest.slice(0, 12)}, ${mb(r.bytes)}) to ${r.file} in ${secs(Date.now() - t0)}`);
         console.log(`on each machine: npm run image import ${path.basename(file)}`);
       });
     });
