@@ -17,6 +17,7 @@ import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-com
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
 import { runLabs } from './run-labs.ts';
+import { discoverLabs } from './labs.ts';
 import { watchLab } from './watch.ts';
 import { colorWanted, paint } from './style.ts';
 
@@ -129,6 +130,11 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
       throw new UserError(
         `"lab ${labs[0]}" takes ${words[labs[0]] ? 'one argument' : 'no arguments'}, not: ${labs.slice(1 + words[labs[0]]).join(' ')}`,
         `npm run lab ${labs[0]}${labs[0] === 'reset' ? ' [N]' : labs[0] === 'new' ? ' NAME' : labs[0] === 'solution' ? ' N' : ''}`,
+      );
+    if (labs[0] !== 'new' && !discoverLabs(places.labsDir).length)
+      throw new UserError(
+        `no labs in ${places.labsDir}${process.env.LABS_DIR ? ' (LABS_DIR)' : ''}: no NN-name folder with a lab.yaml`,
+        process.env.LABS_DIR ? 'unset LABS_DIR (a test hook), or point it at a folder of labs' : 'run from a full checkout of sockmap-labs (git status)',
       );
     if (o.apply && labs[0] !== 'solution') throw new UserError('--apply goes with "solution N": it copies a solution over your exercise', 'npm run lab solution 5 -- --apply');
     switch (labs[0]) {

@@ -49,9 +49,14 @@ export function reset(places: Places, which?: string): string {
 }
 
 export function validate(labsDir: string): number {
-  const { labs: n, problems } = validateLabs(labsDir);
+  const { labs: n, problems, compiled } = validateLabs(labsDir);
   for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
   console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
+  console.log(
+    'files' in compiled
+      ? `exercises and solutions: ${compiled.files} C file${compiled.files === 1 ? '' : 's'} compiled with clang, as the guest does`
+      : `exercises and solutions: not compiled: ${compiled.skipped} (the guest compiles them when the lab runs: npm run lab 5; or install clang and libbpf-dev)`,
+  );
   return problems.length ? 1 : 0;
 }
 
