@@ -26,7 +26,7 @@ import { QemuProcess } from '../vm/qemu-process.ts';
 
 const { values } = parseArgsOrExit({ options: { build: { type: 'boolean' }, runs: { type: 'string', default: '3' }, arch: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }, 'npm run bench:image -- --help');
 if (values.help) {
-  console.log('usage: npx tsx bench/image-bench.ts [--build] [--runs N] [--arch amd64|arm64]\n  --build: time a full build (in a scratch cache); N boots (default 3)');
+  console.log('usage: npm run bench:image -- [--build] [--runs N] [--arch amd64|arm64]\n  --build: time a full build (in a scratch cache); N boots (default 3)');
   process.exit(0);
 }
 const arch = (values.arch ?? hostArch() ?? 'amd64') as ImageArch;

@@ -86,7 +86,7 @@ export function checkOutputFile(given: string, o: OutputOptions): string {
   if (given.includes('\0')) throw new UserError(`${o.what} "${given}" holds a NUL byte`, 'name a plain file');
   const cwd = userCwd();
   let file = path.resolve(cwd, given);
-  const fix = `name a regular file in a folder you can write, e.g. ${path.join(path.relative(cwd, path.dirname(file)) || '.', o.suggest ?? path.basename(file))}`;
+  const fix = `name a regular file in a folder you can write, e.g. ${o.suggest ?? path.basename(file)}`;
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(file);
