@@ -12,6 +12,7 @@
 //   LAB_TRANSPORT    ssh (default) | serial: how the runner reaches a QEMU guest
 // Test hooks (for the project's own tests and benchmarks; see TestHooks):
 //   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GUEST_ARCHES, hostArch, type GuestArch } from './arch.ts';
@@ -159,12 +160,34 @@ export const TIMEOUT_SCALE = { min: 0.001, max: 100 } as const;
 /** LAB_BOOT_TIMEOUT's range, in seconds. */
 const BOOT_TIMEOUT_S = { min: 1, max: 3600 } as const;
 
+/** --memory: in range, and no more than this machine has (QEMU would only fail, or push the host into swap). */
+function memoryFor(value: string | number, help: string): number {
+  const mb = wholeNumber('--memory (MiB)', value, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`);
+  const host = Math.floor(os.totalmem() / 2 ** 20);
+  if (mb > host) throw new UserError(`--memory ${mb} is more than this machine has (${host} MiB)`, `e.g. --memory 1024 (at most ${host})`);
+  return mb;
+}
+
 /** The host folders, from the environment (or the XDG defaults). */
 export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
+  // The XDG spec: a relative XDG_*_HOME is invalid and is ignored.
+  const xdg = (v: string | undefined) => (v && path.isAbsolute(v) ? v : undefined);
+  // A folder variable that names something else (a file, /proc/version) is refused by name, not met later as a strange error.
+  for (const name of ['LAB_CACHE_DIR', 'LAB_STATE_HOME', 'LAB_VM_DIR', 'LABS_DIR'] as const) {
+    const v = env[name];
+    if (!v) continue;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(v);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw new UserError(`${name}=${v}: a part of that path is a file, not a folder`, `unset ${name}, or set it to a folder`);
+    }
+    if (st && !st.isDirectory()) throw new UserError(`${name}=${v} is not a folder`, `unset ${name}, or set it to a folder`);
+  }
   const cacheDir = env.LAB_CACHE_DIR
     ? path.resolve(env.LAB_CACHE_DIR)
-    : path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'sockmap-labs');
-  const stateHome = env.LAB_STATE_HOME || env.XDG_STATE_HOME || path.join(os.homedir(), '.local/state');
+    : path.join(xdg(env.XDG_CACHE_HOME) ?? path.join(os.homedir(), '.cache'), 'sockmap-labs');
+  const stateHome = env.LAB_STATE_HOME || xdg(env.XDG_STATE_HOME) || path.join(os.homedir(), '.local/state');
   return {
     cacheDir,
     warmDir: env.LAB_VM_DIR ? path.resolve(env.LAB_VM_DIR) : path.join(cacheDir, 'vm'),
@@ -227,7 +250,7 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
       transport: rootfs === 'image' ? 'serial' : (transport ?? 'ssh'),
       rootfs,
       arch,
-      memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
+      memoryMb: memoryFor(flags.memory ?? 1024, help),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,
       timeoutScale:

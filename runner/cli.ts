@@ -17,6 +17,7 @@ import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-com
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
 import { runLabs } from './run-labs.ts';
+import { runnerVersion } from './fingerprint.ts';
 import { discoverLabs } from './labs.ts';
 import { watchLab } from './watch.ts';
 import { colorWanted, paint } from './style.ts';
@@ -159,6 +160,8 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
         break;
     }
     if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
+    if (o.watch && (o.kernel?.length ?? 0) > 1)
+      throw new UserError(`--watch follows one exercise on one kernel, not ${o.kernel.length} (${o.kernel.join(', ')})`, `give one --kernel: npm run lab ${labs[0]} -- --watch --kernel ${o.kernel[0]}`);
     if (o.watch) {
       process.exitCode = await watchLab(cfg, labs);
       return;
@@ -172,8 +175,15 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
  */
 function refuseFlagsNpmTook(labs: string[]) {
   if (!process.env.npm_lifecycle_event) return;
-  const ours = ['memory', 'kernel', 'reporter', 'output', 'step', 'watch', 'solutions', 'apply', 'warm', 'backend', 'rootfs', 'timeout_scale', 'timeout-scale'];
+  const ours = ['memory', 'kernel', 'reporter', 'output', 'step', 'watch', 'solutions', 'apply', 'warm', 'backend', 'rootfs', 'arch', 'timeout_scale', 'timeout-scale'];
   const taken = ours.filter((f) => process.env[`npm_config_${f}`] !== undefined && process.env[`npm_config_${f}`] !== '');
+  // "npm run lab -1": npm reads -1 as its own flag and passes nothing on.
+  const number = Object.keys(process.env).find((k) => /^npm_config_\d+$/.test(k));
+  if (number)
+    throw new UserError(`npm took -${number.slice(11)} for itself, and lab numbers start at 1`, `npm run lab list   (then, e.g.: npm run lab ${number.slice(11)})`);
+  // --quiet is npm's too (its log level): the lab is not quiet, so say how to make it so.
+  if (process.env.npm_config_loglevel === 'warn' && !labs.includes('--quiet'))
+    process.stderr.write('note: npm took --quiet for itself; for the lab\'s quiet mode put -- before it: npm run lab 1 -- --quiet\n');
   if (taken.length)
     throw new UserError(
       `npm took --${taken[0].replace('_', '-')} for itself (options after "npm run lab" need "--" before them)`,
@@ -283,7 +293,10 @@ function pointToHelp(cmd: Command, words: string[]) {
     });
   for (const c of subs) pointToHelp(c, [...words, c.name()]);
 }
-for (const c of program.commands) pointToHelp(c, [c.name()]);
+for (const c of program.commands) {
+  pointToHelp(c, [c.name()]);
+  c.version(runnerVersion(), '-V, --version', 'print the version (and the checkout\'s commit)');
+}
 
 stopOnBrokenPipe();
 program.parseAsync(process.argv).catch(fail);

@@ -277,6 +277,8 @@ export function addImageCommand(program: Command): Command {
         const folders = o.all
           ? describeImages(cacheDir).map((r) => ({ folder: r.folder, arch: (r.manifest?.arch ?? r.folder.split('-')[0]) as ImageArch }))
           : [{ folder: currentImageFolder(cacheDir, archOf(o)), arch: archOf(o) }];
+        // --all with nothing to check is not "all sound".
+        if (!folders.length) throw new UserError(`no guest images in ${imagesDir(cacheDir)}: nothing to verify`, `${buildFix(hostArch() ?? 'amd64')}   (or: npm run image import FILE)`);
         const bad: string[] = [];
         for (const { folder, arch } of folders) {
           if (!folder) throw new UserError(`no ${arch} guest image in ${imagesDir(cacheDir)}`, `${buildFix(arch)}   (or: npm run image import FILE)`);

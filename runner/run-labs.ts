@@ -98,6 +98,9 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
   const specs = parseReporterSpecs(o.reporters ?? [], o.output).map((r) =>
     r.file === undefined ? r : { ...r, file: checkOutputFile(r.file, { what: o.output !== undefined ? '--output' : `--reporter ${r.name}=FILE`, suggest: DEFAULT_FILES[r.name] }) },
   );
+  const files = specs.flatMap((r) => (r.file ? [r.file] : []));
+  const twice = files.find((f, i) => files.indexOf(f) !== i);
+  if (twice) throw new UserError(`two reporters would write the same file ${twice}`, 'give each reporter its own file: --reporter junit=a.xml --reporter html=b.html');
   // Progress is the learner's own: it must be writable before the run, not fail after the first lab.
   if (!cfg.solutions) checkProgressWritable(cfg.places.progressFile);
   const terminal = new TerminalReporter({ ora: tty && !o.out ? await loadOra() : undefined, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
