@@ -208,7 +208,7 @@ function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
     sshPort: env.LAB_SSH_PORT ? wholeNumber('LAB_SSH_PORT', env.LAB_SSH_PORT, 1, 65535, 'unset LAB_SSH_PORT') : undefined,
     kernelAppend: (env.LAB_KERNEL_APPEND ?? '').split(/\s+/).filter(Boolean),
     bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? bootTimeout(env.LAB_BOOT_TIMEOUT) * 1000 : undefined,
-    stepAgent: env.LAB_STEP_AGENT !== '0',
+    stepAgent: env.LAB_STEP_AGENT === undefined || env.LAB_STEP_AGENT === '' ? true : oneOf('LAB_STEP_AGENT', env.LAB_STEP_AGENT, ['0', '1'] as const, 'unset LAB_STEP_AGENT, or set it to 0 (one SSH channel per step) or 1') === '1',
   };
 }
 

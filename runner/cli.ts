@@ -119,7 +119,7 @@ Examples:
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
 Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm|hvf|tcg, LAB_TRANSPORT=ssh|serial (host root), LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
-Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
+Exit status: 0 all passed, 1 a step failed (lab validate: a problem found), 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
   )
   .action(async (labs: string[], o) => {
     refuseFlagsNpmTook(labs);
@@ -234,7 +234,7 @@ vm.command('down')
     console.log(s ? `stopped the warm VM (qemu pid ${s.pid})` : 'no warm VM was up');
   });
 vm.command('status', { isDefault: true })
-  .description('is a warm VM up, and how to reach it')
+  .description('is a warm VM up, and how to reach it (exit status 3 when none is)')
   .action(() => {
     const s = vmStatus(buildConfig());
     console.log(s ? describeState(s) : 'no warm VM is up (start one with: npm run vm -- up)');

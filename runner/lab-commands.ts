@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Places } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
-import { discoverLabs, findLab, loadLab } from './labs.ts';
+import { discoverLabs, findLab, LabFileError, loadLab } from './labs.ts';
 import { loadProgress, nextLab, resetProgress, saveProgress } from './progress.ts';
 import type { Paint } from './style.ts';
 import { validateLabs } from './validate.ts';
@@ -13,8 +13,17 @@ import { validateLabs } from './validate.ts';
 export function listLabs(places: Places, p: Paint): string {
   const progress = loadProgress(places.progressFile);
   const labs = discoverLabs(places.labsDir);
+  const broken: string[] = [];
   const rows = labs.map((ref) => {
-    const lab = loadLab(ref);
+    let lab;
+    try {
+      lab = loadLab(ref);
+    } catch (e) {
+      // One broken lab.yaml does not hide the others: it is listed as broken, with where to look.
+      if (!(e instanceof LabFileError)) throw e;
+      broken.push(ref.id);
+      return `${p.red('!')} ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(24)} ${p.red(`invalid lab.yaml: ${e.problems[0].file}:${e.problems[0].line}: ${e.problems[0].message}`)}`;
+    }
     const pr = progress[ref.id];
     const mark = !pr ? p.dim('–') : pr.status === 'passed' ? p.green('✓') : pr.status === 'failed' ? p.red('✗') : p.yellow('~');
     const needs = [lab.spec.needs?.kernel && `kernel ≥ ${lab.spec.needs.kernel}`, ...(lab.spec.needs?.config ?? []).filter((c) => !['BPF_SYSCALL', 'INET'].includes(c))]
@@ -24,7 +33,8 @@ export function listLabs(places: Places, p: Paint): string {
     return `${mark} ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(24)} ${lab.spec.title}${steps}${needs ? `\n${' '.repeat(30)}${p.dim(`needs ${needs}`)}` : ''}`;
   });
   const done = labs.filter((r) => progress[r.id]?.status === 'passed').length;
-  return `${rows.join('\n')}\n\n${done} of ${rows.length} labs passed. ${done < rows.length ? 'Next: npm run lab next' : 'All done!'}`;
+  const note = broken.length ? `\n${broken.length} lab file${broken.length === 1 ? ' is' : 's are'} invalid: npm run lab validate` : '';
+  return `${rows.join('\n')}\n\n${done} of ${rows.length} labs passed. ${done < rows.length ? 'Next: npm run lab next' : 'All done!'}${note}`;
 }
 
 /** `lab next`: the first lab not passed yet. */

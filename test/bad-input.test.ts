@@ -263,6 +263,12 @@ const cases: Case[] = [
   { row: '127', labs: true, setup: (c) => edit(path.join(c.labs, '05-egress-policy/near-misses.yaml'), /^  why: .*\n/m, ''), args: () => ['lab', 'validate'], code: 1, line: /05-egress-policy\/near-misses.yaml:\d+: ipv4-only: Invalid input: expected string, received undefined|near-misses.yaml:\d+: ipv4-only.why/ },
   { row: '128', labs: true, setup: (c) => fs.appendFileSync(path.join(c.labs, '05-egress-policy/exercise/policy_egress.bpf.c'), '\nint broken( {\n'), args: () => ['lab', 'validate'], code: 1, line: /05-egress-policy\/exercise\/policy_egress.bpf.c:\d+: does not compile: /, needs: ['clang'] },
   { row: '128 (control)', args: () => ['lab', 'validate'], code: 0, line: /17 labs checked, 0 problems\nexercises and solutions: (8 C files compiled with clang, as the guest does|not compiled: .*)/ },
+  { row: '107', labs: true, setup: (c) => edit(path.join(c.labs, '01-create-map/lab.yaml'), /exit: 0/, 'exit: zero'), args: () => ['lab', 'validate'], code: 1, line: /01-create-map\/lab.yaml:\d+: steps\.\d+\.expect\.exit: an exit status from 0 to 255, or "nonzero"/ },
+  { row: '118', labs: true, setup: (c) => edit(path.join(c.labs, '01-create-map/lab.yaml'), /^title: .*$/m, 'title: "unclosed'), args: () => ['lab', 'list'], code: 0, line: /! 01  01-create-map +invalid lab.yaml: .*01-create-map\/lab.yaml:\d+: /, after: (_c, out) => {
+    expect(out).toMatch(/– 02  02-attach-program/);
+    expect(out).toMatch(/1 lab file is invalid: npm run lab validate/);
+  } },
+  { row: '97', args: () => LAB1, env: () => ({ LAB_STEP_AGENT: 'banana' }), code: 2, line: /error: LAB_STEP_AGENT "banana" is not one of 0, 1/ },
   { row: '145', labs: true, args: () => ['lab', 'new', '01-create-map'], code: 2, line: /error: a lab name has no number in front \("01-create-map"\): the next free number is added for you\nfix: +npm run lab new create-map/ },
   { row: 'new', labs: true, args: () => ['lab', 'new', '07-fresh-name'], code: 2, line: /a lab name has no number in front/, after: (c) => expect(fs.readdirSync(c.labs).some((d) => d.includes('fresh'))).toBe(false) },
 
