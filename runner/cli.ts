@@ -47,7 +47,7 @@ function asUserError(e: unknown): UserError | undefined {
     return new UserError(`${err.syscall ? `${err.syscall} ` : ''}${what}: ${ERRNO_WORDS[err.code]} (${err.code})`, 'check the path, and that the folder exists and can be written');
   }
   if (err instanceof TypeError && err.code === 'ERR_INVALID_URL')
-    return new UserError(`not a valid URL: "${err.input ?? ''}"`, 'give a URL such as https://ghcr.io or http://127.0.0.1:5000');
+    return new UserError(`not a valid URL: "${err.input ?? ''}" (a host name has no spaces or "!")`, 'check --registry: a host such as ghcr.io or 127.0.0.1:5000, or a URL such as http://127.0.0.1:5000');
   return undefined;
 }
 
