@@ -85,6 +85,8 @@ export function checkOutputFile(given: string, o: OutputOptions): string {
   if (given === undefined || given === null || given.trim() === '') throw new UserError(`${o.what} is empty: it needs a file name`, `name a file, e.g. ${o.suggest ?? 'out.txt'}`);
   if (given.includes('\0')) throw new UserError(`${o.what} "${given}" holds a NUL byte`, 'name a plain file');
   const cwd = userCwd();
+  // "out/" names a folder: path.resolve would quietly drop the slash and write a file called "out".
+  if (/[/\\]$/.test(given) && !fs.existsSync(given)) throw new UserError(`${o.what} "${given}" names a folder, not a file`, `name a file in it: ${path.join(given, o.suggest ?? 'out.txt')}`);
   let file = path.resolve(cwd, given);
   const fix = `name a regular file in a folder you can write, e.g. ${o.suggest ?? path.basename(file)}`;
   let st: fs.Stats | undefined;

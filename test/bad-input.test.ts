@@ -137,6 +137,7 @@ const cases: Case[] = [
   { row: 'new', needs: ['root'], setup: (c) => fs.symlinkSync(P.dev, path.join(c.cwd, 'link.xml')), args: () => [...LAB1, '--reporter', 'junit=link.xml'], code: 2, line: /is a character device/, keep: [P.dev] },
   { row: 'new', args: () => [...LAB1, '--reporter', `junit=${P.file}/r.xml`], code: 2, line: /a part of the path is a file, not a folder/ },
   { row: 'new', args: () => [...LAB1, '--reporter', `junit=${'x'.repeat(300)}.xml`], code: 2, line: /the name is too long/ },
+  { row: 'new', args: () => [...LAB1, '--reporter', 'junit=out/'], code: 2, line: /error: --reporter junit=FILE "out\/" names a folder, not a file\nfix: +name a file in it: out\/results.xml/ },
   { row: '51', args: () => [...LAB1, '--reporter', 'human=x.txt'], code: 2, line: /error: --reporter human=x.txt: the human reporter writes to the terminal, not to a file/ },
   { row: 'new', args: () => [...LAB1, '--reporter', 'github=x.txt'], code: 2, line: /the github reporter writes to the terminal/ },
   { row: '52', args: () => [...LAB1, '--reporter', 'junit=a.xml', '--reporter', 'junit=a.xml'], code: 2, line: /error: two reporters would write the same file .*a\.xml/ },
@@ -309,6 +310,8 @@ const cases: Case[] = [
     expect(out).not.toMatch(/exported/);
     expect(fs.readdirSync(P.small)).toEqual([]);
   } },
+  { row: 'new (153: import a FIFO)', args: () => ['image', 'import', P.fifo], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), code: 2, line: /fifo does not exist \(or is not a file\)/, keep: [P.fifo] },
+  { row: 'new (153: import a device)', args: () => ['image', 'import', '/dev/zero'], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), code: 2, line: /\/dev\/zero does not exist \(or is not a file\)/ },
   { row: '185', args: () => ['image', 'verify', '--all'], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'empty-cache') }), code: 2, line: /error: no guest images in .*: nothing to verify/ },
 ];
 
