@@ -118,6 +118,9 @@ Examples:
   npm run lab all -- --reporter html --output report.html   the whole run as one page
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
+Report files (--reporter X=FILE, --output) are checked before anything starts: a regular file, or a new one in an
+existing folder (missing folders are made only below the current folder); never a folder, device, FIFO or /proc.
+
 Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm|hvf|tcg, LAB_TRANSPORT=ssh|serial (host root), LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
 Exit status: 0 all passed, 1 a step failed (lab validate: a problem found), 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
   )
