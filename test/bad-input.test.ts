@@ -419,7 +419,11 @@ beforeAll(async () => {
   const worker = async () => {
     while (next < pending.length) {
       const { c, i } = pending[next++];
-      settle.get(i)!(await runCase(c, i));
+      const dir = path.join(scratch, `case-${i}`);
+      // A case that throws (its set-up, say) fails its own row; it never leaves the others waiting.
+      settle.get(i)!(
+        await runCase(c, i).catch((e: Error): Outcome => ({ code: null, out: `the case could not run: ${e.stack}`, booted: false, tmpLeft: [], ms: 0, ctx: { dir, cwd: dir, state: dir, labs: dir } })),
+      );
     }
   };
   void Promise.all([worker(), worker(), worker(), worker()]);
