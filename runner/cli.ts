@@ -83,7 +83,7 @@ program
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
   .addOption(rootfsOption())
   .addOption(archOption())
-  .option('-k, --kernel <path>', 'guest kernel image; repeat to run the labs on several kernels (default: LAB_KERNEL, the cached kernel, then /boot)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-k, --kernel <path>', 'a guest kernel of your own (boots it on the host root, --rootfs host); repeat to run the labs on several kernels (default: the guest image\'s kernel; LAB_KERNEL names one too)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
@@ -100,7 +100,7 @@ program
 Examples:
   npm run lab 1                  run lab 01 in a fresh VM
   npm run lab all                run every lab in one VM
-  npm run lab list               the labs, with your progress (✓ passed, ✗ failed, – not yet)
+  npm run lab list               the labs, with your progress (✓ passed, ✗ failed, ~ skipped, – not yet)
   npm run lab next               run the first lab you have not passed
   npm run lab reset [N]          forget your progress (of lab N, or of all)
   npm run lab validate           check every lab file (file:line for each problem)
