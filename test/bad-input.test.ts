@@ -153,6 +153,7 @@ const cases: Case[] = [
   } },
 
   // ---- 2. A run in which no lab ran: every report says so as an error (row 241) ----
+  { row: '5 (control: valid input reaches the boot; a lab that never ran is no progress)', needs: ['image'], args: () => LAB1, code: 2, boot: true, line: /error: the VM did not boot/, after: (c) => expect(fs.existsSync(progressFile(c))).toBe(false) },
   { row: '241', needs: ['image'], args: () => [...LAB1, '--reporter', 'junit=j.xml', '--reporter', 'json=r.jsonl', '--reporter', 'markdown=s.md', '--reporter', 'html=r.html'], code: 2, line: /error: the VM did not boot/, boot: true, after: (c) => notRunReports(c) },
   // The report cannot be written at the end (a full disk): an error, nothing partial left, the old file kept.
   { row: 'new (ENOSPC)', needs: ['root', 'image'], args: () => [...LAB1, '--reporter', `junit=${P.full}/r.xml`], code: 2, line: /cannot write the JUnit report .*\/full\/r.xml: the disk is full \(ENOSPC\); nothing was written/, boot: true, after: () => {
