@@ -43,8 +43,9 @@ export function findLab(all: LabRef[], which: string): LabRef | undefined {
 
 /** Picks labs by number, folder name, or slug; "all" picks every lab. */
 export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
-  if (wanted.length === 0 || wanted.includes('all')) return all;
-  return wanted.map((w) => {
+  if (wanted.length === 0) return all;
+  // Every name is checked, "all 99" included; a lab named twice ("1 01") runs once.
+  const picked = wanted.filter((w) => w !== 'all').map((w) => {
     const hit = findLab(all, w);
     if (!hit)
       throw new UserError(
@@ -53,6 +54,7 @@ export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
       );
     return hit;
   });
+  return wanted.includes('all') ? all : [...new Set(picked)];
 }
 
 export interface LabProblem {

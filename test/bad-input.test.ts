@@ -22,7 +22,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { placesFrom } from '../core/config.ts';
 import { currentImageFolder } from '../vm/image-verify.ts';
-import { fakeImage } from './image-fixtures.ts';
+import { fakeImage, flipByte } from './image-fixtures.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'sockmap-labs-bad-input-'));
@@ -313,6 +313,30 @@ const cases: Case[] = [
   } },
   { row: 'new (153: import a FIFO)', args: () => ['image', 'import', P.fifo], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), code: 2, line: /fifo does not exist \(or is not a file\)/, keep: [P.fifo] },
   { row: 'new (153: import a device)', args: () => ['image', 'import', '/dev/zero'], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), code: 2, line: /\/dev\/zero does not exist \(or is not a file\)/ },
+  // ---- 12. Accepted on purpose (valid input: it reaches the shim's refused boot), and what is left as it was ----
+  { row: '15', needs: ['image'], args: () => ['lab', 'create-map'], code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '17', needs: ['image'], args: () => ['lab', '1', '01', '--reporter', 'junit=j.xml'], code: 2, boot: true, line: /the VM did not boot/, after: (c) => {
+    // A lab named twice runs once.
+    expect(fs.readFileSync(path.join(c.cwd, 'j.xml'), 'utf8').match(/<testsuite /g)).toHaveLength(1);
+  } },
+  { row: '18', args: () => ['lab', 'all', '99'], code: 2, line: /error: no lab "99"/ },
+  { row: '18 (valid)', needs: ['image'], args: () => ['lab', 'all', '3'], code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '19', needs: ['image'], args: () => ['lab', '01'], code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '50', needs: ['image'], args: () => [...LAB1, '--reporter', 'github'], code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '67', needs: ['image'], args: () => [...LAB1, '--solutions'], code: 2, boot: true, line: /the VM did not boot/, after: (c) => expect(fs.existsSync(progressFile(c))).toBe(false) },
+  // LAB_KERNEL= (empty) is unset, as an empty variable is by shell convention: the guest image boots.
+  { row: '80', needs: ['image'], args: () => LAB1, env: () => ({ LAB_KERNEL: '' }), code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '117', needs: ['image'], labs: true, setup: (c) => edit(path.join(c.labs, '01-create-map/lab.yaml'), /^title: .*$/m, 'title: "unclosed'), args: () => ['lab', '2'], code: 2, boot: true, line: /the VM did not boot/ },
+  { row: '126', labs: true, setup: (c) => mkdirs(path.join(c.labs, '18-nothing')), args: () => ['lab', 'validate'], code: 1, line: /18-nothing:1: no lab.yaml in this lab folder/ },
+  // Left: npm answers "npm run lab --help" itself, before the script starts (the project's help: npm run lab -- --help).
+  { row: '71 (npm\'s own)', npm: true, args: () => ['lab', '--help'], code: 0, line: /npm run|run-script/ },
+  // Left: an image's manifest proves its files are whole, not who made it (no signing yet); the kernel-config check then refuses a forged one (rows 169, 171).
+  { row: '168, 170 (integrity, not origin)', setup: (c) => forgedImage(path.join(c.dir, 'cache')), env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), args: () => ['image', 'verify'], code: 0, line: /: sound \(amd64/ },
+  // Left (vm/image.ts): image list reads sizes, not hashes: a flipped byte shows only in image verify, lab and doctor (rows 172-177).
+  { row: '173 (list does not hash)', setup: (c) => {
+    const { dir } = fakeImage(path.join(c.dir, 'cache'), 'amd64');
+    flipByte(path.join(dir, 'rootfs.erofs'), 10);
+  }, env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'cache') }), args: () => ['image', 'list'], code: 0, line: /amd64-/ },
   { row: '185', args: () => ['image', 'verify', '--all'], env: (c) => ({ LAB_CACHE_DIR: path.join(c.dir, 'empty-cache') }), code: 2, line: /error: no guest images in .*: nothing to verify/ },
 ];
 
