@@ -15,7 +15,7 @@
 //              and an import of it (into a scratch cache)
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgsOrExit, wholeFlag } from '../core/args.ts';
 import { buildConfig } from '../core/config.ts';
 import { which } from '../core/which.ts';
 import { chooseAccel } from '../vm/accel.ts';
@@ -34,13 +34,13 @@ import { AttachedBackend } from '../vm/warm.ts';
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, steps: { type: 'string', default: '20' }, help: { type: 'boolean', short: 'h' } } });
+const { values } = parseArgsOrExit({ options: { runs: { type: 'string', default: '3' }, steps: { type: 'string', default: '20' }, help: { type: 'boolean', short: 'h' } } }, 'npm run bench -- --help');
 if (values.help) {
   console.log('usage: npm run bench [-- --runs N --steps M]\n  N cold boots (default 3), M warm trivial steps (default 20)');
   process.exit(0);
 }
-const runs = Number(values.runs);
-const stepRuns = Number(values.steps);
+const runs = wholeFlag('runs', values.runs, 1, 1000, 'npm run bench -- --help');
+const stepRuns = wholeFlag('steps', values.steps, 1, 100000, 'npm run bench -- --help');
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;

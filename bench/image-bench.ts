@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgsOrExit, wholeFlag } from '../core/args.ts';
 import { buildConfig } from '../core/config.ts';
 import { projectRoot } from '../core/paths.ts';
 import { buildImage } from '../vm/image.ts';
@@ -24,13 +24,13 @@ import { hostArch, imagesDir, openImage, verifyImage, type ImageArch } from '../
 import { buildQemuArgs, QBOOT } from '../vm/qemu-args.ts';
 import { QemuProcess } from '../vm/qemu-process.ts';
 
-const { values } = parseArgs({ options: { build: { type: 'boolean' }, runs: { type: 'string', default: '3' }, arch: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+const { values } = parseArgsOrExit({ options: { build: { type: 'boolean' }, runs: { type: 'string', default: '3' }, arch: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }, 'npm run bench:image -- --help');
 if (values.help) {
-  console.log('usage: npx tsx bench/image-bench.ts [--build] [--runs N] [--arch amd64|arm64]\n  --build: time a full build (in a scratch cache); N boots (default 3)');
+  console.log('usage: npm run bench:image -- [--build] [--runs N] [--arch amd64|arm64]\n  --build: time a full build (in a scratch cache); N boots (default 3)');
   process.exit(0);
 }
 const arch = (values.arch ?? hostArch() ?? 'amd64') as ImageArch;
-const runs = Number(values.runs);
+const runs = wholeFlag('runs', values.runs, 1, 1000, 'npm run bench:image -- --help');
 const cfg = buildConfig();
 const { cacheDir } = cfg.places;
 const rows: [string, string, string][] = [];

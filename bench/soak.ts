@@ -15,13 +15,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgsOrExit, wholeFlag } from '../core/args.ts';
 import { execFileSync } from 'node:child_process';
 import { buildConfig } from '../core/config.ts';
 import { runLabs } from '../runner/run-labs.ts';
 import { vmDown, vmExec, vmUp } from '../runner/vm-commands.ts';
 
-const { values } = parseArgs({
+const { values } = parseArgsOrExit({
   options: {
     runs: { type: 'string', default: '3' },
     labs: { type: 'string', default: '1,2,3' },
@@ -29,15 +29,15 @@ const { values } = parseArgs({
     rootfs: { type: 'string', default: 'image' },
     help: { type: 'boolean', short: 'h' },
   },
-});
+}, 'npm run soak -- --help');
 if (values.help) {
   console.log(
     'usage: npm run soak [-- --runs N --labs 1,2,3|all --cold M --rootfs image|host]\n  N warm runs on one VM (default 3), then M cold runs (default 1), on the guest image (default) or the host root; prints runs, failures and leaks.',
   );
   process.exit(0);
 }
-const runs = Number(values.runs);
-const coldRuns = Number(values.cold);
+const runs = wholeFlag('runs', values.runs, 1, 1000, 'npm run soak -- --help');
+const coldRuns = wholeFlag('cold', values.cold, 0, 1000, 'npm run soak -- --help');
 const labs = values.labs === 'all' ? ['all'] : values.labs.split(',');
 
 // Our own tag and warm-VM folder, apart from anything else on the machine.

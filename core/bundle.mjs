@@ -17,7 +17,7 @@ function findRoot() {
   return dir;
 }
 
-const SOURCES = ['core', 'runner', 'vm'];
+const SOURCES = ['core', 'runner', 'vm', 'bench'];
 
 /** The newest mtime of the sources (and of the lock file: new dependencies). */
 function newestSource(root) {

@@ -15,6 +15,7 @@
 //                    private `image pull`); read by registryCredentialsFrom, never printed
 // Test hooks (for the project's own tests and benchmarks; see TestHooks):
 //   LABS_DIR, LAB_RUN_TAG, LAB_SSH_PORT, LAB_KERNEL_APPEND, LAB_BOOT_TIMEOUT, LAB_STEP_AGENT
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GUEST_ARCHES, hostArch, type GuestArch } from './arch.ts';
@@ -141,18 +142,55 @@ function wholeNumber(what: string, value: string | number, min: number, max: num
   return n;
 }
 
+/** A plain decimal number (1, 2.5, .5, 1e3); not hex, Infinity or NaN. */
+const DECIMAL = /^\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
+
 function positive(what: string, value: string | number, fix: string): number {
-  const n = typeof value === 'number' ? value : /^\s*(\d+\.?\d*|\.\d+)\s*$/.test(value) ? Number(value) : NaN;
+  const n = typeof value === 'number' ? value : DECIMAL.test(value) ? Number(value) : NaN;
   if (!(n > 0) || !Number.isFinite(n)) throw new UserError(`${what} must be a number above 0, not "${value}"`, fix);
   return n;
 }
 
+/** A number in [min, max]: timers past 2^31-1 ms fire at once in Node, and a tiny scale times every step out. */
+function bounded(what: string, value: string | number, min: number, max: number, fix: string): number {
+  const n = typeof value === 'number' ? value : DECIMAL.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) throw new UserError(`${what} must be a number from ${min} to ${max}, not "${value}"`, fix);
+  return n;
+}
+
+/** --timeout-scale's range: 100 × the longest step timeout (300 s) is 8 hours, far inside Node's 24.8-day timer limit; 0.001 still leaves a 60 s step 60 ms (tests use 0.002 to force a timeout). */
+export const TIMEOUT_SCALE = { min: 0.001, max: 100 } as const;
+/** LAB_BOOT_TIMEOUT's range, in seconds. */
+const BOOT_TIMEOUT_S = { min: 1, max: 3600 } as const;
+
+/** --memory: in range, and no more than this machine has (QEMU would only fail, or push the host into swap). */
+function memoryFor(value: string | number, help: string): number {
+  const mb = wholeNumber('--memory (MiB)', value, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`);
+  const host = Math.floor(os.totalmem() / 2 ** 20);
+  if (mb > host) throw new UserError(`--memory ${mb} is more than this machine has (${host} MiB)`, `e.g. --memory 1024 (at most ${host})`);
+  return mb;
+}
+
 /** The host folders, from the environment (or the XDG defaults). */
 export function placesFrom(env: NodeJS.ProcessEnv = process.env): Places {
+  // The XDG spec: a relative XDG_*_HOME is invalid and is ignored.
+  const xdg = (v: string | undefined) => (v && path.isAbsolute(v) ? v : undefined);
+  // A folder variable that names something else (a file, /proc/version) is refused by name, not met later as a strange error.
+  for (const name of ['LAB_CACHE_DIR', 'LAB_STATE_HOME', 'LAB_VM_DIR', 'LABS_DIR'] as const) {
+    const v = env[name];
+    if (!v) continue;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(v);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw new UserError(`${name}=${v}: a part of that path is a file, not a folder`, `unset ${name}, or set it to a folder`);
+    }
+    if (st && !st.isDirectory()) throw new UserError(`${name}=${v} is not a folder`, `unset ${name}, or set it to a folder`);
+  }
   const cacheDir = env.LAB_CACHE_DIR
     ? path.resolve(env.LAB_CACHE_DIR)
-    : path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'sockmap-labs');
-  const stateHome = env.LAB_STATE_HOME || env.XDG_STATE_HOME || path.join(os.homedir(), '.local/state');
+    : path.join(xdg(env.XDG_CACHE_HOME) ?? path.join(os.homedir(), '.cache'), 'sockmap-labs');
+  const stateHome = env.LAB_STATE_HOME || xdg(env.XDG_STATE_HOME) || path.join(os.homedir(), '.local/state');
   return {
     cacheDir,
     warmDir: env.LAB_VM_DIR ? path.resolve(env.LAB_VM_DIR) : path.join(cacheDir, 'vm'),
@@ -172,14 +210,19 @@ export function registryCredentialsFrom(env: NodeJS.ProcessEnv = process.env): {
   return { user, password };
 }
 
+function bootTimeout(v: string): number {
+  positive('LAB_BOOT_TIMEOUT (seconds)', v, 'unset LAB_BOOT_TIMEOUT');
+  return bounded('LAB_BOOT_TIMEOUT (seconds)', v, BOOT_TIMEOUT_S.min, BOOT_TIMEOUT_S.max, 'unset LAB_BOOT_TIMEOUT');
+}
+
 /** The test hooks, from the environment. */
 function hooksFrom(env: NodeJS.ProcessEnv = process.env): TestHooks {
   return {
     runTag: env.LAB_RUN_TAG || undefined,
     sshPort: env.LAB_SSH_PORT ? wholeNumber('LAB_SSH_PORT', env.LAB_SSH_PORT, 1, 65535, 'unset LAB_SSH_PORT') : undefined,
     kernelAppend: (env.LAB_KERNEL_APPEND ?? '').split(/\s+/).filter(Boolean),
-    bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? positive('LAB_BOOT_TIMEOUT (seconds)', env.LAB_BOOT_TIMEOUT, 'unset LAB_BOOT_TIMEOUT') * 1000 : undefined,
-    stepAgent: env.LAB_STEP_AGENT !== '0',
+    bootTimeoutMs: env.LAB_BOOT_TIMEOUT ? bootTimeout(env.LAB_BOOT_TIMEOUT) * 1000 : undefined,
+    stepAgent: env.LAB_STEP_AGENT === undefined || env.LAB_STEP_AGENT === '' ? true : oneOf('LAB_STEP_AGENT', env.LAB_STEP_AGENT, ['0', '1'] as const, 'unset LAB_STEP_AGENT, or set it to 0 (one SSH channel per step) or 1') === '1',
   };
 }
 
@@ -192,6 +235,8 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
   const backend = oneOf('backend', flags.backend ?? 'qemu', BACKENDS, `use one of: ${BACKENDS.map((b) => `--backend ${b}`).join(', ')}`);
   const accel = oneOf('LAB_ACCEL', env.LAB_ACCEL ?? 'auto', ACCEL_REQUESTS, 'unset LAB_ACCEL, or set it to auto, kvm, hvf or tcg');
   const named = flags.kernel === undefined ? [] : Array.isArray(flags.kernel) ? flags.kernel : [flags.kernel];
+  if (named.some((k) => k.trim() === ''))
+    throw new UserError('--kernel is empty: it needs the path of a kernel image', 'name a vmlinuz file (e.g. --kernel /boot/vmlinuz-$(uname -r)), or drop --kernel for the guest image');
   const fromEnv = !named.length && !!env.LAB_KERNEL;
   const transport = env.LAB_TRANSPORT ? oneOf('LAB_TRANSPORT', env.LAB_TRANSPORT, TRANSPORTS, 'unset LAB_TRANSPORT, or set it to ssh or serial') : undefined;
   // The guest image unless something asks for the host's root: a kernel of one's
@@ -219,10 +264,13 @@ export function buildConfig(flags: Flags = {}, env: NodeJS.ProcessEnv = process.
       transport: rootfs === 'image' ? 'serial' : (transport ?? 'ssh'),
       rootfs,
       arch,
-      memoryMb: wholeNumber('--memory (MiB)', flags.memory ?? 1024, MIN_MEMORY_MB, MAX_MEMORY_MB, `e.g. --memory 1024 (${help})`),
+      memoryMb: memoryFor(flags.memory ?? 1024, help),
       cpus: Math.min(2, os.cpus().length),
       warm: flags.warm !== false,
-      timeoutScale: flags.timeoutScale === undefined ? undefined : positive('--timeout-scale', flags.timeoutScale, `e.g. --timeout-scale 2 (${help})`),
+      timeoutScale:
+        flags.timeoutScale === undefined
+          ? undefined
+          : bounded('--timeout-scale', flags.timeoutScale, TIMEOUT_SCALE.min, TIMEOUT_SCALE.max, `e.g. --timeout-scale 2 (the default is 2 under TCG, else 1) (${help})`),
     },
     places: placesFrom(env),
     hooks: hooksFrom(env),

@@ -4,9 +4,9 @@
 // step it names — proof that the lab's checks can fail.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse } from 'yaml';
 import { z } from 'zod';
 import type { LabSpec } from './lab-schema.ts';
+import { parseYamlFile } from './labs.ts';
 
 const Change = z.union([
   z.object({ drop: z.string() }).strict(),
@@ -27,7 +27,8 @@ type Broken = z.infer<typeof Broken>;
 export function loadBroken(labDir: string): Broken | undefined {
   const file = path.join(labDir, 'broken.yaml');
   if (!fs.existsSync(file)) return undefined;
-  return Broken.parse(parse(fs.readFileSync(file, 'utf8')));
+  // Problems come back as file:line: path: message (a LabFileError), as for lab.yaml.
+  return parseYamlFile(fs.readFileSync(file, 'utf8'), file, Broken).data;
 }
 
 /** The lab with the mistake applied; throws if a change names no step or replaces nothing. */

@@ -17,12 +17,43 @@ import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-com
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
 import { runLabs } from './run-labs.ts';
+import { runnerVersion } from './fingerprint.ts';
+import { discoverLabs } from './labs.ts';
 import { watchLab } from './watch.ts';
 import { colorWanted, paint } from './style.ts';
 
 const p = paint(colorWanted(process.stderr));
 
+/** File-system errors that reach the top are still the user's input (a path): one line, exit 2, no stack trace. */
+const ERRNO_WORDS: Record<string, string> = {
+  EISDIR: 'is a folder',
+  ENOENT: 'does not exist',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'is on a read-only file system',
+  ENOTDIR: 'a part of the path is not a folder',
+  ENAMETOOLONG: 'the name is too long',
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  ELOOP: 'a symbolic link loop',
+  EIO: 'an I/O error',
+};
+
+function asUserError(e: unknown): UserError | undefined {
+  if (e instanceof UserError) return e;
+  const err = e as NodeJS.ErrnoException & { input?: string; dest?: string };
+  if (err && typeof err === 'object' && typeof err.code === 'string' && err.code in ERRNO_WORDS) {
+    const what = err.path ? `${err.path}${err.dest ? ` → ${err.dest}` : ''}` : (err.message ?? '').split('\n')[0];
+    return new UserError(`${err.syscall ? `${err.syscall} ` : ''}${what}: ${ERRNO_WORDS[err.code]} (${err.code})`, 'check the path, and that the folder exists and can be written');
+  }
+  if (err instanceof TypeError && err.code === 'ERR_INVALID_URL')
+    return new UserError(`not a valid URL: "${err.input ?? ''}" (a host name has no spaces or "!")`, 'check --registry: a host such as ghcr.io or 127.0.0.1:5000, or a URL such as http://127.0.0.1:5000');
+  return undefined;
+}
+
 function fail(e: unknown): never {
+  const ue = asUserError(e);
+  if (ue) e = ue;
   if (e instanceof UserError) {
     process.stderr.write(`${p.red('error:')} ${e.message}\n`);
     if (e.details) process.stderr.write(`${e.details.split('\n').map((l) => `  ${p.dim('│')} ${l}`).join('\n')}\n`);
@@ -39,7 +70,8 @@ const archOption = () => new Option('--arch <arch>', "the guest's architecture (
 
 const program = new Command('sockmap-labs')
   .description('Learn Linux eBPF SOCKMAP/SOCKHASH by doing: every lab step runs in a real kernel VM and is checked.')
-  .showHelpAfterError()
+  // A usage error is one line and a pointer to the help (set per command below), not the whole help scrolling it away.
+  .showHelpAfterError('(see --help for the options)')
   // Bad input (an unknown option, a choice not offered) exits 2, as the README says; --help exits 0.
   // Set before any command is added: the commands inherit it.
   .exitOverride((e) => process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage));
@@ -51,7 +83,7 @@ program
   .addOption(new Option('-b, --backend <name>', 'where steps run').choices(BACKENDS).default('qemu'))
   .addOption(rootfsOption())
   .addOption(archOption())
-  .option('-k, --kernel <path>', 'a guest kernel of your own, booted with the host\'s root (implies --rootfs host); repeat to run the labs on several kernels (default: LAB_KERNEL if set, else the guest image\'s own kernel)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('-k, --kernel <path>', 'a guest kernel of your own (boots it on the host root, --rootfs host); repeat to run the labs on several kernels (default: the guest image\'s kernel; LAB_KERNEL names one too)', (v: string, prev: string[] = []) => [...prev, v])
   .option('-r, --reporter <name[=file]>', 'human (default), junit[=results.xml], json[=results.jsonl], markdown[=summary.md], html[=report.html] (the run as one page), github (::error annotations); repeatable', (v: string, prev: string[] = []) => [...prev, v])
   .option('-o, --output <file>', 'file for the one junit, json, markdown or html reporter')
   .option('-q, --quiet', 'skip the lab texts; show only commands, output and verdicts')
@@ -68,7 +100,7 @@ program
 Examples:
   npm run lab 1                  run lab 01 in a fresh VM
   npm run lab all                run every lab in one VM
-  npm run lab list               the labs, with your progress (✓ passed, ✗ failed, – not yet)
+  npm run lab list               the labs, with your progress (✓ passed, ✗ failed, ~ skipped, – not yet)
   npm run lab next               run the first lab you have not passed
   npm run lab reset [N]          forget your progress (of lab N, or of all)
   npm run lab validate           check every lab file (file:line for each problem)
@@ -86,13 +118,29 @@ Examples:
   npm run lab all -- --reporter html --output report.html   the whole run as one page
   sudo -E npm run lab 1 -- --backend host    no VM: the host kernel, inside a private netns
 
+Report files (--reporter X=FILE, --output) are checked before anything starts: a regular file, or a new one in an
+existing folder (missing folders are made only below the current folder); never a folder, device, FIFO or /proc.
+
 Environment: LAB_KERNEL (kernel image), LAB_ARCH=amd64|arm64, LAB_ACCEL=auto|kvm|hvf|tcg, LAB_TRANSPORT=ssh|serial (host root), LAB_CACHE_DIR, LAB_STATE_HOME (progress), LAB_VM_DIR (warm VM).
-Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
+Exit status: 0 all passed, 1 a step failed (lab validate: a problem found), 2 bad input or set-up, 130 interrupted (143 on SIGTERM, 141 when the output's reader went away).`,
   )
   .action(async (labs: string[], o) => {
+    refuseFlagsNpmTook(labs);
     const cfg = buildConfig(flagsFrom(o));
     const { places } = cfg;
     const out = paint(colorWanted());
+    const words: Record<string, number> = { validate: 0, list: 0, next: 0, reset: 1, new: 1, solution: 1 };
+    if (labs[0] in words && labs.length - 1 > words[labs[0]])
+      throw new UserError(
+        `"lab ${labs[0]}" takes ${words[labs[0]] ? 'one argument' : 'no arguments'}, not: ${labs.slice(1 + words[labs[0]]).join(' ')}`,
+        `npm run lab ${labs[0]}${labs[0] === 'reset' ? ' [N]' : labs[0] === 'new' ? ' NAME' : labs[0] === 'solution' ? ' N' : ''}`,
+      );
+    if (labs[0] !== 'new' && !discoverLabs(places.labsDir).length)
+      throw new UserError(
+        `no labs in ${places.labsDir}${process.env.LABS_DIR ? ' (LABS_DIR)' : ''}: no NN-name folder with a lab.yaml`,
+        process.env.LABS_DIR ? 'unset LABS_DIR (a test hook), or point it at a folder of labs' : 'run from a full checkout of sockmap-labs (git status)',
+      );
+    if (o.apply && labs[0] !== 'solution') throw new UserError('--apply goes with "solution N": it copies a solution over your exercise', 'npm run lab solution 5 -- --apply');
     switch (labs[0]) {
       case 'validate':
         process.exitCode = validate(places.labsDir);
@@ -115,12 +163,36 @@ Exit status: 0 all passed, 1 a step failed, 2 bad input or set-up, 130 interrupt
         break;
     }
     if (labs.length === 0) throw new UserError('which lab? Name one (e.g. 1), or "all", or "list"', 'npm run lab list');
+    if (o.watch && (o.kernel?.length ?? 0) > 1)
+      throw new UserError(`--watch follows one exercise on one kernel, not ${o.kernel.length} (${o.kernel.join(', ')})`, `give one --kernel: npm run lab ${labs[0]} -- --watch --kernel ${o.kernel[0]}`);
     if (o.watch) {
       process.exitCode = await watchLab(cfg, labs);
       return;
     }
     process.exitCode = await runLabs(cfg, { labs, reporters: o.reporter, output: o.output, quiet: o.quiet, step: o.step });
   });
+
+/**
+ * Without "--", npm takes the lab's flags for its own config (npm_config_memory=true) and passes only their
+ * values on ("npm run lab 1 --memory abc" runs lab "abc"). Say so, rather than run something else.
+ */
+function refuseFlagsNpmTook(labs: string[]) {
+  if (!process.env.npm_lifecycle_event) return;
+  const ours = ['memory', 'kernel', 'reporter', 'output', 'step', 'watch', 'solutions', 'apply', 'warm', 'backend', 'rootfs', 'arch', 'timeout_scale', 'timeout-scale'];
+  const taken = ours.filter((f) => process.env[`npm_config_${f}`] !== undefined && process.env[`npm_config_${f}`] !== '');
+  // "npm run lab -1": npm reads -1 as its own flag and passes nothing on.
+  const number = Object.keys(process.env).find((k) => /^npm_config_\d+$/.test(k));
+  if (number)
+    throw new UserError(`npm took -${number.slice(11)} for itself, and lab numbers start at 1`, `npm run lab list   (then, e.g.: npm run lab ${number.slice(11)})`);
+  // --quiet is npm's too (its log level): the lab is not quiet, so say how to make it so.
+  if (process.env.npm_config_loglevel === 'warn' && !labs.includes('--quiet'))
+    process.stderr.write('note: npm took --quiet for itself; for the lab\'s quiet mode put -- before it: npm run lab 1 -- --quiet\n');
+  if (taken.length)
+    throw new UserError(
+      `npm took --${taken[0].replace('_', '-')} for itself (options after "npm run lab" need "--" before them)`,
+      `npm run lab ${labs.filter((l) => !/^(true|false)$/.test(l)).slice(0, 1).join(' ') || '1'} -- --${taken[0].replace('_', '-')} …`,
+    );
+}
 
 const kernels = program.command('kernels').description('list guest kernels, or fetch one into the cache');
 kernels
@@ -165,7 +237,7 @@ vm.command('down')
     console.log(s ? `stopped the warm VM (qemu pid ${s.pid})` : 'no warm VM was up');
   });
 vm.command('status', { isDefault: true })
-  .description('is a warm VM up, and how to reach it')
+  .description('is a warm VM up, and how to reach it (exit status 3 when none is)')
   .action(() => {
     const s = vmStatus(buildConfig());
     console.log(s ? describeState(s) : 'no warm VM is up (start one with: npm run vm -- up)');
@@ -207,6 +279,27 @@ program
     console.log(`\n${checks.length - failed - warned} ok, ${warned} warning${warned === 1 ? '' : 's'}, ${failed} missing`);
     process.exitCode = failed ? 1 : 0;
   });
+
+/** Each command's usage errors point to its own help: "npm run vm -- up --help". */
+function pointToHelp(cmd: Command, words: string[]) {
+  const [script, ...rest] = words;
+  const help = `npm run ${script} -- ${[...rest, '--help'].join(' ')}`;
+  cmd.showHelpAfterError(`(see ${help})`);
+  const subs = cmd.commands;
+  const fallback = subs.find((c) => (cmd as unknown as { _defaultCommandName?: string })._defaultCommandName === c.name());
+  // A word that is no subcommand would reach the default one ("too many arguments for 'status'"): name it instead.
+  if (subs.length && fallback)
+    cmd.hook('preSubcommand', (parent) => {
+      const first = parent.args[0];
+      if (first !== undefined && !first.startsWith('-') && !subs.some((c) => c.name() === first || c.aliases().includes(first)))
+        throw new UserError(`unknown ${script} command "${first}": use ${subs.map((c) => c.name()).join(', ')}`, `${help}`);
+    });
+  for (const c of subs) pointToHelp(c, [...words, c.name()]);
+}
+for (const c of program.commands) {
+  pointToHelp(c, [c.name()]);
+  c.version(runnerVersion(), '-V, --version', 'print the version (and the checkout\'s commit)');
+}
 
 stopOnBrokenPipe();
 program.parseAsync(process.argv).catch(fail);

@@ -46,6 +46,8 @@ export interface LabResult {
   reason?: string;
   machine?: MachineInfo;
   startedAt?: Date;
+  /** The lab never ran: why (the VM did not boot, a machine check failed). Its status is 'failed'; reports show it as an error. */
+  error?: string;
 }
 
 /** What a reporter hears about a run; every event is optional. */

@@ -123,7 +123,8 @@ function labHtml(r: LabResult, matrixIds: Map<StepResult, string>): string {
   const passed = r.steps.filter((s) => s.status === 'passed').length;
   return [
     `<section class="lab ${esc(r.status)}" id="${esc(id)}" data-lab="${esc(r.lab.id)}" data-status="${esc(r.status)}">`,
-    `<h2><span class="badge ${esc(r.status)}">${BADGE[r.status]}</span> Lab ${String(r.lab.number).padStart(2, '0')} · ${esc(r.lab.spec.title)}</h2>`,
+    `<h2><span class="badge ${esc(r.status)}">${r.error ? '✖ ERROR' : BADGE[r.status]}</span> Lab ${String(r.lab.number).padStart(2, '0')} · ${esc(r.lab.spec.title)}</h2>`,
+    r.error ? `<p class="reason error">error: ${esc(r.error)}</p>` : '',
     `<p class="meta">${m ? `kernel <code>${esc(m.kernelRelease)}</code> · ${esc(m.backend)} · accel <b>${esc(m.accel)}</b> · ` : ''}${passed}/${r.steps.length} steps passed · ${esc(secs(r.durationMs))}${r.startedAt ? ` · started ${esc(r.startedAt.toISOString())}` : ''}${r.reason ? ` · ${esc(r.reason)}` : ''}</p>`,
     r.lab.spec.text ? `<details class="lab-text"><summary>The lab's text</summary><div class="text">${markdownHtml(r.lab.spec.text)}</div></details>` : '',
     `<ol class="steps">${r.steps.map((s, i) => stepHtml(r, s, i, matrixIds)).join('\n')}</ol>`,

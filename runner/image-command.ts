@@ -178,7 +178,7 @@ export function addImageCommand(program: Command): Command {
         const t0 = Date.now();
         const r = await exportImage({ cacheDir: cfg.places.cacheDir, arch, file, signal, log: ui.step });
         ui.done();
-        console.log(`exported the ${arch} guest image (${r.manifest.digest.slice(0, 12)}, ${mb(r.bytes)}) to ${path.resolve(file)} in ${secs(Date.now() - t0)}`);
+        console.log(`exported the ${arch} guest image (${r.manifest.digest.slice(0, 12)}, ${mb(r.bytes)}) to ${r.file} in ${secs(Date.now() - t0)}`);
         console.log(`on each machine: npm run image import ${path.basename(file)}`);
       });
     });
@@ -336,6 +336,8 @@ Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (t
         const folders = o.all
           ? describeImages(cacheDir).map((r) => ({ folder: r.folder, arch: (r.manifest?.arch ?? r.folder.split('-')[0]) as ImageArch }))
           : [{ folder: currentImageFolder(cacheDir, archOf(o)), arch: archOf(o) }];
+        // --all with nothing to check is not "all sound".
+        if (!folders.length) throw new UserError(`no guest images in ${imagesDir(cacheDir)}: nothing to verify`, `${buildFix(hostArch() ?? 'amd64')}   (or: npm run image import FILE)`);
         const bad: string[] = [];
         for (const { folder, arch } of folders) {
           if (!folder) throw new UserError(`no ${arch} guest image in ${imagesDir(cacheDir)}`, `${buildFix(arch)}   (or: npm run image import FILE)`);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Places } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
-import { discoverLabs, findLab, loadLab } from './labs.ts';
+import { discoverLabs, findLab, LabFileError, loadLab } from './labs.ts';
 import { loadProgress, nextLab, resetProgress, saveProgress } from './progress.ts';
 import type { Paint } from './style.ts';
 import { validateLabs } from './validate.ts';
@@ -13,8 +13,17 @@ import { validateLabs } from './validate.ts';
 export function listLabs(places: Places, p: Paint): string {
   const progress = loadProgress(places.progressFile);
   const labs = discoverLabs(places.labsDir);
+  const broken: string[] = [];
   const rows = labs.map((ref) => {
-    const lab = loadLab(ref);
+    let lab;
+    try {
+      lab = loadLab(ref);
+    } catch (e) {
+      // One broken lab.yaml does not hide the others: it is listed as broken, with where to look.
+      if (!(e instanceof LabFileError)) throw e;
+      broken.push(ref.id);
+      return `${p.red('!')} ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(24)} ${p.red(`invalid lab.yaml: ${e.problems[0].file}:${e.problems[0].line}: ${e.problems[0].message}`)}`;
+    }
     const pr = progress[ref.id];
     const mark = !pr ? p.dim('–') : pr.status === 'passed' ? p.green('✓') : pr.status === 'failed' ? p.red('✗') : p.yellow('~');
     const needs = [lab.spec.needs?.kernel && `kernel ≥ ${lab.spec.needs.kernel}`, ...(lab.spec.needs?.config ?? []).filter((c) => !['BPF_SYSCALL', 'INET'].includes(c))]
@@ -24,7 +33,8 @@ export function listLabs(places: Places, p: Paint): string {
     return `${mark} ${String(ref.number).padStart(2, '0')}  ${ref.id.padEnd(24)} ${lab.spec.title}${steps}${needs ? `\n${' '.repeat(30)}${p.dim(`needs ${needs}`)}` : ''}`;
   });
   const done = labs.filter((r) => progress[r.id]?.status === 'passed').length;
-  return `${rows.join('\n')}\n\n${done} of ${rows.length} labs passed. ${done < rows.length ? 'Next: npm run lab next' : 'All done!'}`;
+  const note = broken.length ? `\n${broken.length} lab file${broken.length === 1 ? ' is' : 's are'} invalid: npm run lab validate` : '';
+  return `${rows.join('\n')}\n\n${done} of ${rows.length} labs passed. ${done < rows.length ? 'Next: npm run lab next' : 'All done!'}${note}`;
 }
 
 /** `lab next`: the first lab not passed yet. */
@@ -49,16 +59,29 @@ export function reset(places: Places, which?: string): string {
 }
 
 export function validate(labsDir: string): number {
-  const { labs: n, problems } = validateLabs(labsDir);
+  const { labs: n, problems, compiled } = validateLabs(labsDir);
   for (const pr of problems) console.error(`${pr.file}:${pr.line}: ${pr.message}`);
   console.log(`${n} labs checked, ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
+  console.log(
+    'files' in compiled
+      ? `exercises and solutions: ${compiled.files} C file${compiled.files === 1 ? '' : 's'} compiled with clang, as the guest does`
+      : `exercises and solutions: not compiled: ${compiled.skipped} (the guest compiles them when the lab runs: npm run lab 5; or install clang and libbpf-dev)`,
+  );
   return problems.length ? 1 : 0;
 }
+
+/** The longest lab name: folder names stay readable, and far below the file system's 255 bytes. */
+const MAX_NAME = 60;
 
 /** `lab new NAME`: a new lab folder with the next free number, a lab.yaml to fill in, and its broken.yaml. */
 export function scaffold(name: string | undefined, dir: string): string {
   if (!name || !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(name))
     throw new UserError(`a lab name is lower-case words joined by dashes, e.g. "udp-redirect"${name ? `, not "${name}"` : ''}`, 'npm run lab new udp-redirect');
+  if (name.length > MAX_NAME)
+    throw new UserError(`a lab name is at most ${MAX_NAME} characters; "${name.slice(0, 24)}…" has ${name.length}`, 'npm run lab new udp-redirect   (a short name; the title in lab.yaml can be long)');
+  const numbered = /^(\d+)-(.+)$/.exec(name);
+  if (numbered)
+    throw new UserError(`a lab name has no number in front ("${name}"): the next free number is added for you`, `npm run lab new ${numbered[2]}`);
   const labs = discoverLabs(dir);
   if (labs.some((l) => l.slug === name)) throw new UserError(`a lab named ${name} exists already`, 'npm run lab list');
   const number = Math.max(0, ...labs.map((l) => l.number)) + 1;
@@ -128,15 +151,27 @@ export function solution(labsDir: string, which: string | undefined, apply: bool
     const theirs = path.join(ref.dir, 'solution', f);
     const rel = (p: string) => path.relative(process.cwd(), p) || p;
     if (apply) {
+      const same = fs.existsSync(mine) && fs.readFileSync(mine).equals(fs.readFileSync(theirs));
+      if (same) {
+        out.push(`${rel(mine)}: yours is the solution already`);
+        continue;
+      }
+      // The learner's own work is never lost: it is kept beside the exercise, under a name no build picks up.
+      let kept: string | undefined;
+      if (fs.existsSync(mine)) {
+        kept = `${mine}.mine`;
+        for (let i = 1; fs.existsSync(kept); i++) kept = `${mine}.mine.${i}`;
+        fs.copyFileSync(mine, kept, fs.constants.COPYFILE_EXCL);
+      }
       fs.copyFileSync(theirs, mine);
-      out.push(`copied ${rel(theirs)} over ${rel(mine)}`);
+      out.push(`copied ${rel(theirs)} over ${rel(mine)}${kept ? `; your version is kept as ${rel(kept)}` : ''}`);
       continue;
     }
     // diff exits 1 when the files differ: that is the normal case here.
     const r = spawnSync('diff', ['-u', '--label', `${rel(mine)} (yours)`, '--label', `${rel(theirs)} (solution)`, mine, theirs], { encoding: 'utf8' });
     out.push(r.status === 0 ? `${rel(mine)}: yours is the solution already` : r.stdout.trimEnd());
   }
-  if (apply) out.push(`run it: npm run lab ${lab.number}   (start over: git checkout -- ${path.relative(process.cwd(), path.join(ref.dir, 'exercise'))})`);
+  if (apply) out.push(`run it: npm run lab ${lab.number}   (your own work is in the .mine files beside the exercise; the empty stub: git checkout -- ${path.relative(process.cwd(), path.join(ref.dir, 'exercise'))})`);
   else out.push(`\nput the solution in place: npm run lab solution ${lab.number} -- --apply`);
   return out.join('\n');
 }

@@ -24,7 +24,7 @@ export type TextExpect = z.infer<typeof TextExpect>;
 export const Expect = z
   .object({
     /** Exit status: a number, or "nonzero". Default 0 (or nonzero with `errno`). */
-    exit: z.union([z.number().int().min(0).max(255), z.literal('nonzero')]).optional(),
+    exit: z.union([z.number().int().min(0).max(255), z.literal('nonzero')], { error: 'an exit status from 0 to 255, or "nonzero"' }).optional(),
     /** The step must fail with this errno: by name (EACCES) or by its message (Permission denied). */
     errno: z.string().regex(/^E[A-Z0-9]+$/, 'an errno name such as EINVAL').optional(),
     stdout: TextExpect.optional(),

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
+import type { z } from 'zod';
 import { UserError } from '../core/errors.ts';
 import { compileRegex } from './checks.ts';
 import { isKnownErrno } from './errno.ts';
@@ -42,8 +43,9 @@ export function findLab(all: LabRef[], which: string): LabRef | undefined {
 
 /** Picks labs by number, folder name, or slug; "all" picks every lab. */
 export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
-  if (wanted.length === 0 || wanted.includes('all')) return all;
-  return wanted.map((w) => {
+  if (wanted.length === 0) return all;
+  // Every name is checked, "all 99" included; a lab named twice ("1 01") runs once.
+  const picked = wanted.filter((w) => w !== 'all').map((w) => {
     const hit = findLab(all, w);
     if (!hit)
       throw new UserError(
@@ -52,6 +54,7 @@ export function selectLabs(all: LabRef[], wanted: string[]): LabRef[] {
       );
     return hit;
   });
+  return wanted.includes('all') ? all : [...new Set(picked)];
 }
 
 export interface LabProblem {
@@ -113,14 +116,18 @@ export function parseLab(text: string, file: string): LabSpec {
   return parseLabWithLines(text, file).spec;
 }
 
-/** The lab, and the line in the file where each step starts (for CI annotations). */
-function parseLabWithLines(text: string, file: string): { spec: LabSpec; stepLines: number[] } {
+/**
+ * Parses a YAML file against a zod schema; every problem (a YAML syntax error,
+ * a missing or ill-typed field, an unknown key) as file:line: path: message.
+ * Used for lab.yaml, broken.yaml and near-misses.yaml alike.
+ */
+export function parseYamlFile<T>(text: string, file: string, schema: z.ZodType<T>): { data: T; doc: Document; lc: LineCounter; rel: string } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   const rel = path.relative(process.cwd(), file) || file;
   if (doc.errors.length)
     throw new LabFileError(doc.errors.map((e) => ({ file: rel, line: lc.linePos(e.pos[0]).line, message: e.message.split('\n')[0] })));
-  const parsed = Lab.safeParse(doc.toJS());
+  const parsed = schema.safeParse(doc.toJS());
   if (!parsed.success)
     throw new LabFileError(
       parsed.error.issues.map((i) => {
@@ -131,9 +138,15 @@ function parseLabWithLines(text: string, file: string): { spec: LabSpec; stepLin
         return { file: rel, line, message: `${where}${i.message}${keys.length ? ` (${keys.join(', ')})` : ''}` };
       }),
     );
-  const extra = semanticProblems(parsed.data);
+  return { data: parsed.data, doc, lc, rel };
+}
+
+/** The lab, and the line in the file where each step starts (for CI annotations). */
+function parseLabWithLines(text: string, file: string): { spec: LabSpec; stepLines: number[] } {
+  const { data, doc, lc, rel } = parseYamlFile(text, file, Lab);
+  const extra = semanticProblems(data);
   if (extra.length) throw new LabFileError(extra.map((p) => ({ file: rel, line: lineOf(doc, lc, p.at), message: `${p.at.join('.')}: ${p.message}` })));
-  return { spec: parsed.data, stepLines: parsed.data.steps.map((_, i) => lineOf(doc, lc, ['steps', i])) };
+  return { spec: data, stepLines: data.steps.map((_, i) => lineOf(doc, lc, ['steps', i])) };
 }
 
 export function loadLab(ref: LabRef): LoadedLab {

@@ -6,9 +6,9 @@
 // mistake, and a change to the solution that an edit no longer fits is an error.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse } from 'yaml';
 import { z } from 'zod';
 import type { LabSpec } from './lab-schema.ts';
+import { parseYamlFile } from './labs.ts';
 
 const NearMiss = z
   .object({
@@ -26,7 +26,8 @@ export type NearMiss = z.infer<typeof NearMiss> & { name: string };
 export function loadNearMisses(labDir: string): NearMiss[] {
   const file = path.join(labDir, 'near-misses.yaml');
   if (!fs.existsSync(file)) return [];
-  const all = z.record(z.string().regex(/^[a-z0-9][a-z0-9.-]*$/), NearMiss).parse(parse(fs.readFileSync(file, 'utf8')));
+  // Problems come back as file:line: path: message (a LabFileError), as for lab.yaml.
+  const all = parseYamlFile(fs.readFileSync(file, 'utf8'), file, z.record(z.string().regex(/^[a-z0-9][a-z0-9.-]*$/), NearMiss)).data;
   return Object.entries(all).map(([name, n]) => ({ name, ...n }));
 }
 

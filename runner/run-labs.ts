@@ -8,8 +8,9 @@ import { onEachMachine, type SessionUi } from '../vm/session.ts';
 import { formatChecks } from './doctor.ts';
 import { fingerprintOf, runnerVersion } from './fingerprint.ts';
 import { fanOut, QUIT_BY_YOU, runLab, type LabResult, type MachineInfo, type Reporter } from './executor.ts';
-import { discoverLabs, loadLab, selectLabs } from './labs.ts';
-import { loadProgress, recordResult, saveProgress } from './progress.ts';
+import { discoverLabs, loadLab, selectLabs, type LoadedLab } from './labs.ts';
+import { checkProgressWritable, loadProgress, recordResult, saveProgress } from './progress.ts';
+import { checkOutputFile } from '../core/output-file.ts';
 import { GithubAnnotationsReporter } from './reporters/github.ts';
 import { HtmlReporter } from './reporters/html.ts';
 import { JsonLinesReporter } from './reporters/json.ts';
@@ -41,13 +42,19 @@ const DEFAULT_FILES: Record<string, string> = { junit: 'results.xml', json: 'res
 export function parseReporterSpecs(specs: string[], output?: string): ReporterSpec[] {
   const out: ReporterSpec[] = [];
   for (const spec of specs.length ? specs : ['human']) {
-    const [name, file] = spec.split('=', 2);
+    const eq = spec.indexOf('=');
+    const name = eq < 0 ? spec : spec.slice(0, eq);
+    const file = eq < 0 ? undefined : spec.slice(eq + 1);
     const known = REPORTERS.find((r) => r === name);
     if (!known) throw new UserError(`unknown reporter "${name}": use ${REPORTERS.join(', ')} (e.g. --reporter junit=results.xml)`, 'npm run lab -- --help');
+    if (file !== undefined && !(known in DEFAULT_FILES))
+      throw new UserError(`--reporter ${spec}: the ${known} reporter writes to the terminal, not to a file`, `drop "=${file}", or use a file reporter: --reporter markdown=${file}`);
+    if (file === '') throw new UserError(`--reporter ${spec}: the file name after "=" is empty`, `name a file: --reporter ${known}=${DEFAULT_FILES[known]}`);
     out.push({ name: known, file });
   }
   const files = out.filter((r) => r.name in DEFAULT_FILES);
-  if (output) {
+  if (output !== undefined) {
+    if (output.trim() === '') throw new UserError('--output is empty: it needs a file name', 'name a file, e.g. --output results.xml');
     if (files.length !== 1) throw new UserError('--output names the file of one junit, json, markdown or html reporter; with several, give each its own: --reporter junit=a.xml --reporter json=b.jsonl');
     files[0].file = output;
   }
@@ -75,15 +82,30 @@ export function sessionUi(o: { tty: boolean; notice: (line: string) => void; wha
   };
 }
 
+/** A lab that never ran because its machine never came up: a failed result carrying the reason, for every report. */
+function notRun(lab: LoadedLab, why: string, _i: number): LabResult {
+  const error = `not run: ${why.split('\n')[0]}`;
+  return { lab, status: 'failed', steps: [], durationMs: 0, reason: error, error, startedAt: new Date() };
+}
+
 export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
   const tty = !!process.stdout.isTTY && !cfg.ci;
   if (o.step && !(process.stdin.isTTY && process.stdout.isTTY))
     throw new UserError('--step waits for your keys before each step, so it needs a terminal', `run it in a terminal, or without --step: npm run lab ${o.labs.join(' ')}`);
   const refs = selectLabs(discoverLabs(cfg.places.labsDir), o.labs);
   const labs = refs.map(loadLab);
+  // Every report file is checked now, before a VM boots: a run is never lost to a report that cannot be written.
+  const specs = parseReporterSpecs(o.reporters ?? [], o.output).map((r) =>
+    r.file === undefined ? r : { ...r, file: checkOutputFile(r.file, { what: o.output !== undefined ? '--output' : `--reporter ${r.name}=FILE`, suggest: DEFAULT_FILES[r.name] }) },
+  );
+  const files = specs.flatMap((r) => (r.file ? [r.file] : []));
+  const twice = files.find((f, i) => files.indexOf(f) !== i);
+  if (twice) throw new UserError(`two reporters would write the same file ${twice}`, 'give each reporter its own file: --reporter junit=a.xml --reporter html=b.html');
+  // Progress is the learner's own: it must be writable before the run, not fail after the first lab.
+  if (!cfg.solutions) checkProgressWritable(cfg.places.progressFile);
   const terminal = new TerminalReporter({ ora: tty && !o.out ? await loadOra() : undefined, color: !o.out && colorWanted(), quiet: o.quiet, out: o.out });
   const reporter = fanOut(
-    parseReporterSpecs(o.reporters ?? [], o.output).map((r): Reporter => {
+    specs.map((r): Reporter => {
       switch (r.name) {
         case 'junit':
           return new JUnitReporter(r.file!);
@@ -104,6 +126,7 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
   // Read once: package.json's version and the checkout's commit, for every machine's fingerprint.
   const runner = runnerVersion();
   let interrupted: NodeJS.Signals | undefined;
+  let runError: unknown;
   try {
     const ui = sessionUi({ tty, notice: (s) => reporter.notice(s), what: 'the step', out: o.out });
     interrupted = await onEachMachine(cfg, ui, async ({ backend, info, config, signal, throwAway }) => {
@@ -126,7 +149,8 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
         });
         r.machine = machine;
         results.push(r);
-        saveProgress(recordResult(loadProgress(cfg.places.progressFile), r), cfg.places.progressFile);
+        // A --solutions run checks the reference answers, not the learner's work: it is not their progress.
+        if (!cfg.solutions) saveProgress(recordResult(loadProgress(cfg.places.progressFile), r), cfg.places.progressFile);
         reporter.labEnd(r);
         if (r.reason === QUIT_BY_YOU) return 'stop';
         const dead = backend.health?.();
@@ -136,7 +160,15 @@ export async function runLabs(cfg: Config, o: RunOptions): Promise<number> {
         }
       }
     });
+  } catch (e) {
+    runError = e;
+    throw e;
   } finally {
+    // No lab ran (the VM did not boot, a machine check failed): every report says so as an error, never "0 passed".
+    if (results.length === 0 && !interrupted) {
+      const why = runError instanceof Error ? runError.message : 'no lab ran';
+      for (const [i, lab] of labs.entries()) results.push(notRun(lab, why, i));
+    }
     await reporter.runEnd(results);
   }
   if (interrupted) return exitCodeFor(interrupted);

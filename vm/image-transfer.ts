@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../core/errors.ts';
+import { checkOutputFile, commitOutput, partialName, prepareOutputDir, writeError } from '../core/output-file.ts';
 import { readTar, TarError, writeTar } from './image-files.ts';
 import {
   buildFix,
@@ -32,26 +33,34 @@ import {
 const removeQuietly = (p: string) => fs.rmSync(p, { recursive: true, force: true });
 
 /** Writes the current `arch` image (checked in full first) to `file`, atomically. */
-export async function exportImage(o: { cacheDir: string; arch: ImageArch; file: string; signal?: AbortSignal; log?: (l: string) => void }): Promise<{ manifest: ImageManifest; bytes: number }> {
+export async function exportImage(o: { cacheDir: string; arch: ImageArch; file: string; signal?: AbortSignal; log?: (l: string) => void }): Promise<{ manifest: ImageManifest; bytes: number; file: string }> {
+  // The target first (before hashing 300 MB): a regular file or a new one in an existing folder, never a device,
+  // FIFO, folder or /proc (core/output-file.ts), so nothing that is not a regular file is ever replaced.
+  const out = checkOutputFile(o.file, { what: 'the export file', suggest: `sockmap-labs-image-${o.arch}.tar` });
   const folder = currentImageFolder(o.cacheDir, o.arch);
   if (!folder) throw new UserError(`no ${o.arch} guest image to export in ${imagesDir(o.cacheDir)}`, buildFix(o.arch));
   const dir = path.join(imagesDir(o.cacheDir), folder);
   const { manifest } = await verifyImage(dir, { arch: o.arch, full: true, signal: o.signal, onHash: o.log });
-  const out = path.resolve(o.file);
-  if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new UserError(`${out} is a folder`, `name a file: npm run image export ${path.join(o.file, `sockmap-labs-image-${folder}.tar`)}`);
-  const tmp = `${out}.partial-${process.pid}`;
+  const tmp = partialName(out);
   o.log?.(`writing ${out}`);
+  prepareOutputDir(out, 'the export file');
   try {
     await writeTar(tmp, `sockmap-labs-image-${folder}`, [MANIFEST, ...IMAGE_FILES].map((f) => [f, path.join(dir, f)] as [string, string]), o.signal);
-    fs.renameSync(tmp, out);
+    // Written in full and flushed before it takes the name: a full disk is an error here, never an "exported" half file.
+    const fd = fs.openSync(tmp, 'r+');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   } catch (e) {
     removeQuietly(tmp);
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'ENOSPC' || err.code === 'EROFS')
-      throw new UserError(`cannot write ${out}: ${err.message}`, 'name a file in a folder you can write, on a disk with room for it (about 330 MB)');
-    throw e;
+    if (e instanceof UserError || o.signal?.aborted) throw e;
+    const err = writeError(e, out, 'the export file');
+    throw new UserError(err.message, (e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'free some space, or name a file on a disk with room for it (about 330 MB)' : err.fix);
   }
-  return { manifest, bytes: fs.statSync(out).size };
+  commitOutput(tmp, out, 'the export file');
+  return { manifest, bytes: fs.statSync(out).size, file: out };
 }
 
 export interface ImportResult {

@@ -39,21 +39,48 @@ export const FETCH_KERNEL_FIX = 'npm run kernels -- fetch';
  * Reads the release string out of an x86 bzImage header: the 16-bit field at
  * 0x20e points (minus 0x200) at a NUL-terminated "6.12.1-amd64 (builder@…) #1 …".
  */
-export function readKernelRelease(image: string): string {
+export function readKernelRelease(image: string, source: Kernel['source'] = 'cache'): string {
+  // Where the path came from decides the fix: a path the user typed (or set in LAB_KERNEL) is checked, not re-fetched.
+  const named = source === 'option' ? `--kernel ${image}` : source === 'env' ? `LAB_KERNEL=${image}` : image;
+  const pathFix =
+    source === 'option'
+      ? `check the path given to --kernel (a vmlinuz file, e.g. /boot/vmlinuz-$(uname -r)), or drop --kernel for the default`
+      : source === 'env'
+        ? `check the path in LAB_KERNEL (a vmlinuz file), or unset LAB_KERNEL for the default`
+        : FETCH_KERNEL_FIX;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(image);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EACCES') throw new UserError(`cannot read the kernel image ${named} (permission denied)`, `sudo chmod a+r ${image}`);
+    throw new UserError(`kernel image ${named} does not exist`, pathFix);
+  }
+  if (st.isDirectory()) {
+    let inside: string[] = [];
+    try {
+      inside = fs.readdirSync(image).filter((f) => f.startsWith('vmlinuz')).map((f) => path.join(image, f));
+    } catch {
+      /* listed only as a hint */
+    }
+    throw new UserError(`kernel image ${named} is a folder, not a kernel file`, inside.length ? `name the file: ${source === 'env' ? 'LAB_KERNEL=' : '--kernel '}${inside[0]}` : pathFix);
+  }
+  // Never open a FIFO, a socket or a device: a FIFO would block, a device is not a kernel.
+  if (!st.isFile()) throw new UserError(`kernel image ${named} is not a regular file`, pathFix);
   let fd: number;
   try {
     fd = fs.openSync(image, 'r');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'EACCES')
-      throw new UserError(`cannot read the kernel image ${image} (permission denied)`, `sudo chmod a+r ${image}`);
-    throw new UserError(`kernel image ${image} does not exist`, FETCH_KERNEL_FIX);
+      throw new UserError(`cannot read the kernel image ${named} (permission denied)`, `sudo chmod a+r ${image}`);
+    throw new UserError(`cannot read the kernel image ${named} (${err.code})`, pathFix);
   }
   try {
     const head = Buffer.alloc(0x210);
     fs.readSync(fd, head, 0, head.length, 0);
     if (head.toString('latin1', 0x202, 0x206) !== 'HdrS')
-      throw new UserError(`${image} is not a bootable x86 kernel image (no bzImage header)`, `pass a vmlinuz file, or: ${FETCH_KERNEL_FIX}`);
+      throw new UserError(`${named} is not a bootable x86 kernel image (no bzImage header)`, source === 'option' || source === 'env' ? pathFix : `pass a vmlinuz file, or: ${FETCH_KERNEL_FIX}`);
     const at = head.readUInt16LE(0x20e) + 0x200;
     const buf = Buffer.alloc(256);
     fs.readSync(fd, buf, 0, buf.length, at);
@@ -108,7 +135,7 @@ function firstExisting(candidates: string[]): string | undefined {
 /** Describes a kernel image: its release, modules and config, looked up beside it. */
 export function describeKernel(image: string, source: Kernel['source'], libModules = '/lib/modules'): Kernel {
   const abs = path.resolve(image);
-  const release = readKernelRelease(abs);
+  const release = readKernelRelease(abs, source);
   // A kernel unpacked from a .deb sits in <root>/boot with modules in <root>/lib/modules.
   const root = path.resolve(path.dirname(abs), '..');
   const modulesDir = firstExisting([path.join(root, 'lib/modules', release), path.join(libModules, release)]);

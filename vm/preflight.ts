@@ -8,7 +8,7 @@ import type { AccelRequest, Rootfs } from '../core/config.ts';
 import { UserError } from '../core/errors.ts';
 import { which } from '../core/which.ts';
 import { chooseAccel } from './accel.ts';
-import type { GuestArch } from '../core/arch.ts';
+import { hostArch, type GuestArch } from '../core/arch.ts';
 import { openImage, type GuestImage } from './image-verify.ts';
 import { ensureInitramfs, findStaticBusybox } from './initramfs.ts';
 import { BASE_CONFIG, FETCH_KERNEL_FIX, missingConfig, readConfig, resolveKernel, type Kernel } from './kernel.ts';
@@ -75,7 +75,16 @@ export function kernelChecks(c: KernelChoice): Check[] {
   const missing = missingConfig(c.config, BASE_CONFIG);
   checks.push(
     missing.length
-      ? { name: 'kernel config', level: 'fail', detail: `lacks ${missing.map((m) => `CONFIG_${m}`).join(', ')}, which every lab needs`, fix: `use the default kernel: ${FETCH_KERNEL_FIX}   (Debian's 6.12 has them all)` }
+      ? {
+          name: 'kernel config',
+          level: 'fail',
+          detail: `lacks ${missing.map((m) => `CONFIG_${m}`).join(', ')}, which every lab needs`,
+          // The guest image's kernel comes with the image: the fix is another image, not a host-root kernel.
+          fix:
+            k.source === 'image'
+              ? `this guest image is not a sound one: build it again, npm run image build${c.image?.manifest.arch && c.image.manifest.arch !== hostArch() ? ` -- --arch ${c.image.manifest.arch}` : ''}   (or import an instructor's: npm run image import FILE)`
+              : `use the default kernel: ${FETCH_KERNEL_FIX}   (Debian's 6.12 has them all)`,
+        }
       : { name: 'kernel config', level: 'ok', detail: `${BASE_CONFIG.length} required options present` },
   );
   return checks;

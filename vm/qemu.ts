@@ -185,6 +185,7 @@ export class QemuBackend implements Backend {
 
     const logDir = this.o.persistent ? this.vmDir : (this.o.logDir ?? path.join(projectRoot, 'build/logs'));
     fs.mkdirSync(logDir, { recursive: true });
+    if (!this.o.persistent) pruneLogs(logDir);
     const consoleLog = path.join(logDir, this.o.persistent ? 'console.log' : `console-${process.pid}.log`);
     let lastError = '';
     if (this.o.guestBuild?.building) log('building the lab programs in the guest first (once per change to bpf/; about a minute under TCG)');
@@ -314,6 +315,17 @@ export class QemuBackend implements Backend {
   }
 
   private bootError(e: Error, consoleLog: string): UserError {
+    // A warm VM's log lives in its own folder, which the teardown removes: keep a copy where the message points.
+    if (this.o.persistent) {
+      const kept = path.join(this.o.logDir ?? path.join(projectRoot, 'build/logs'), `console-vm-${process.pid}.log`);
+      try {
+        fs.mkdirSync(path.dirname(kept), { recursive: true });
+        fs.copyFileSync(consoleLog, kept);
+        consoleLog = kept;
+      } catch {
+        /* the message still names the log it had */
+      }
+    }
     return new UserError(
       `the VM did not boot: ${e.message}`,
       `read the console log: ${path.relative(process.cwd(), consoleLog) || consoleLog}; check the set-up with: npm run doctor`,
@@ -369,5 +381,20 @@ export class QemuBackend implements Backend {
     this.o.guestBuild?.discard();
     if (this.vmDir) fs.rmSync(this.vmDir, { recursive: true, force: true });
     this.vmDir = undefined;
+  }
+}
+
+/** Console logs kept in build/logs (one per boot that failed or ran): the newest ones, so the folder does not grow for ever. */
+const KEEP_LOGS = 20;
+function pruneLogs(dir: string) {
+  try {
+    const logs = fs
+      .readdirSync(dir)
+      .filter((f) => /^console-.*\.log$/.test(f))
+      .map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs }))
+      .sort((a, b) => b.t - a.t);
+    for (const { f } of logs.slice(KEEP_LOGS - 1)) fs.rmSync(path.join(dir, f), { force: true });
+  } catch {
+    /* pruning is housekeeping only */
   }
 }

@@ -3,12 +3,12 @@
 // then inserts alone), and show what the kernel did: tables, the comparison
 // with the talk's cheat sheet, and what changed between kernels. Files on
 // request: --json, --markdown, --html.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../core/config.ts';
 import { UserError } from '../../core/errors.ts';
 import { exitCodeFor } from '../../core/exit.ts';
 import { guestPathVar } from '../../core/guest.ts';
+import { checkOutputFile, writeOutputFile } from '../../core/output-file.ts';
 import { projectRoot } from '../../core/paths.ts';
 import { shqIfNeeded } from '../../core/shell.ts';
 import type { Backend } from '../../vm/backend.ts';
@@ -91,6 +91,12 @@ export async function matrixCommand(cfg: Config, o: MatrixOptions = {}): Promise
   const say = (s = '') => out.write(s + '\n');
   const notice = (s: string) => say(p.dim(`» ${s}`));
   const sheet = loadCheatsheet();
+  // Every output is checked now, before a VM boots: a probe is never lost to a file that cannot be written.
+  const files = {
+    json: o.json !== undefined ? checkOutputFile(o.json, { what: '--json', suggest: 'matrix.json' }) : checkOutputFile(DEFAULT_JSON, { what: 'the matrix JSON', createDirs: true }),
+    markdown: o.markdown !== undefined ? checkOutputFile(o.markdown, { what: '--markdown', suggest: 'matrix.md' }) : checkOutputFile(DEFAULT_MARKDOWN, { what: 'the matrix markdown', createDirs: true }),
+    html: o.html !== undefined ? checkOutputFile(o.html, { what: '--html', suggest: 'matrix.html' }) : undefined,
+  };
 
   const matrices: Matrix[] = [];
   const started = Date.now();
@@ -126,17 +132,15 @@ export async function matrixCommand(cfg: Config, o: MatrixOptions = {}): Promise
     say();
     say(terminalDiff(d, p));
   }
-  const write = (file: string, text: string, append = false) => {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    if (append) fs.appendFileSync(file, text);
-    else fs.writeFileSync(file, text);
-    notice(`wrote ${path.relative(process.cwd(), path.resolve(file)) || file}`);
+  const write = (file: string, text: string, what: string, append = false) => {
+    writeOutputFile(file, text, what, { append });
+    notice(`wrote ${path.relative(process.cwd(), file) || file}`);
   };
   if (labelled.length) {
     say();
-    write(o.json ?? DEFAULT_JSON, JSON.stringify(reportJson(labelled, diffs, sheet), null, 2) + '\n');
-    write(o.markdown ?? DEFAULT_MARKDOWN, reportMarkdown(labelled, diffs, sheet), !!o.markdown);
-    if (o.html) write(o.html, renderHtmlReport({ title: 'SOCKMAP support matrix', results: [], matrices: labelled, cheatsheet: sheet, durationMs: Date.now() - started }));
+    write(files.json, JSON.stringify(reportJson(labelled, diffs, sheet), null, 2) + '\n', 'the matrix JSON');
+    write(files.markdown, reportMarkdown(labelled, diffs, sheet), 'the matrix markdown', o.markdown !== undefined);
+    if (files.html) write(files.html, renderHtmlReport({ title: 'SOCKMAP support matrix', results: [], matrices: labelled, cheatsheet: sheet, durationMs: Date.now() - started }), 'the matrix HTML page');
   }
   if (interrupted) return exitCodeFor(interrupted);
   // A cell the probe could not set up (e.g. no VSOCK transport) is a hole in the matrix: say so in the exit status.

@@ -1,9 +1,9 @@
 // --reporter html: the whole run as one page (runner/html-page.ts), written
 // on runEnd.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { LabResult, MachineInfo, Reporter } from '../executor.ts';
 import { renderHtmlReport } from '../html-page.ts';
+import { writeOutputFile } from '../../core/output-file.ts';
 import type { Matrix } from '../matrix/model.ts';
 
 /** --reporter html[=report.html]: the whole run as one page, written when the run ends. */
@@ -26,10 +26,10 @@ export class HtmlReporter implements Reporter {
   }
 
   runEnd(results: LabResult[]) {
-    fs.mkdirSync(path.dirname(path.resolve(this.file)), { recursive: true });
-    fs.writeFileSync(
-      this.file,
+    writeOutputFile(
+      path.resolve(this.file),
       renderHtmlReport({ results, machines: this.machines, matrices: this.o.matrices, title: this.o.title, notices: this.notices, durationMs: Date.now() - this.started }),
+      'the HTML report',
     );
   }
 }

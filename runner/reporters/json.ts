@@ -6,18 +6,31 @@ import path from 'node:path';
 import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
 import type { Step } from '../lab-schema.ts';
 import type { LoadedLab } from '../labs.ts';
+import { prepareOutputDir, writeError } from '../../core/output-file.ts';
 
 export class JsonLinesReporter implements Reporter {
   private machine?: MachineInfo;
   private fd: number;
 
+  private readonly file: string;
+
+  /** Opens `file` now (it was checked by core/output-file.ts checkOutputFile), so a bad one stops the run before it starts. */
   constructor(file: string) {
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.fd = fs.openSync(file, 'w');
+    this.file = path.resolve(file);
+    prepareOutputDir(this.file, 'the JSON lines report');
+    try {
+      this.fd = fs.openSync(this.file, 'w');
+    } catch (e) {
+      throw writeError(e, this.file, 'the JSON lines report');
+    }
   }
 
   private write(o: object) {
-    fs.writeSync(this.fd, JSON.stringify(o) + '\n');
+    try {
+      fs.writeSync(this.fd, JSON.stringify(o) + '\n');
+    } catch (e) {
+      throw writeError(e, this.file, 'the JSON lines report');
+    }
   }
 
   machineStart(info: MachineInfo) {
@@ -54,7 +67,13 @@ export class JsonLinesReporter implements Reporter {
     });
   }
 
-  runEnd() {
-    fs.closeSync(this.fd);
+  runEnd(results: LabResult[] = []) {
+    try {
+      // A lab that never ran (the machine did not come up) is an error record, so the file is never silently empty.
+      for (const r of results.filter((x) => x.error)) this.write({ type: 'error', lab: r.lab.id, title: r.lab.spec.title, status: 'error', error: r.error });
+      if (!results.length) this.write({ type: 'error', lab: null, status: 'error', error: 'no lab ran' });
+    } finally {
+      fs.closeSync(this.fd);
+    }
   }
 }

@@ -2,13 +2,13 @@
 // per step; a failure carries expected vs. got, <system-out> the step's output,
 // a skip its reason. Each suite's <properties> name the machine and the run's
 // fingerprint (sockmap-labs.runner, .backend, .arch, .kernel, .accel, .image).
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResult, MachineInfo, Reporter, StepResult } from '../executor.ts';
 import { explanationLine } from '../explain.ts';
 import { fingerprintProperties } from '../fingerprint.ts';
 import { projectRoot } from '../../core/paths.ts';
+import { writeOutputFile } from '../../core/output-file.ts';
 
 /** Escapes text for XML, dropping characters XML 1.0 cannot hold (console control codes). */
 export function xmlEscape(s: string): string {
@@ -55,6 +55,11 @@ export function junitXml(results: LabResult[]): string {
   const suites = results.map((r) => {
     const kernel = r.machine?.kernelRelease;
     const file = path.relative(projectRoot, r.lab.file);
+    if (r.error) {
+      // The lab never ran (the machine did not come up): one errored case, so CI shows red, not an empty green suite.
+      const a = attrs({ classname: `labs.${r.lab.id}${kernel ? `.${kernel}` : ''}`, name: 'the lab ran', time: '0.000', file });
+      return `  <testsuite${attrs({ name: r.lab.id, tests: 1, failures: 0, errors: 1, skipped: 0, time: '0.000', timestamp: (r.startedAt ?? new Date()).toISOString().replace(/\.\d+Z$/, ''), hostname: os.hostname() })}>\n    <testcase${a}><error${attrs({ message: r.error, type: 'not-run' })}>${xmlEscape(r.error)}</error></testcase>\n  </testsuite>`;
+    }
     const cases = r.steps.map((s, i) => {
       const name = `step ${i + 1}: ${s.title}`;
       const a = attrs({ classname: `labs.${r.lab.id}${kernel ? `.${kernel}` : ''}`, name, time: secs(s.durationMs), file });
@@ -89,11 +94,12 @@ export function junitXml(results: LabResult[]): string {
     );
   });
   const all = results.flatMap((r) => r.steps);
+  const errors = results.filter((r) => r.error).length;
   const total = attrs({
     name: 'sockmap-labs',
-    tests: all.length,
+    tests: all.length + errors,
     failures: all.filter((s) => s.status === 'failed').length,
-    errors: 0,
+    errors,
     skipped: all.filter((s) => s.status === 'skipped').length,
     time: secs(results.reduce((t, r) => t + r.durationMs, 0)),
   });
@@ -101,9 +107,9 @@ export function junitXml(results: LabResult[]): string {
 }
 
 export class JUnitReporter implements Reporter {
+  /** `file` was checked by core/output-file.ts checkOutputFile before the run. */
   constructor(private readonly file: string) {}
   runEnd(results: LabResult[]) {
-    fs.mkdirSync(path.dirname(path.resolve(this.file)), { recursive: true });
-    fs.writeFileSync(this.file, junitXml(results));
+    writeOutputFile(path.resolve(this.file), junitXml(results), 'the JUnit report');
   }
 }
