@@ -29,8 +29,8 @@
 // on (test/e2e/image-repro.test.ts). What varied before, and what pins it:
 //   - mtimes (files written here, directories touched while unpacking, the
 //     erofs build time): every inode and the superblock get one time, the
-//     newest file time in the packages (mkfs.erofs -T; SOURCE_DATE_EPOCH for
-//     every tool), recorded in the manifest;
+//     newest file time in the packages (mkfs.erofs -T --ignore-mtime;
+//     SOURCE_DATE_EPOCH for every tool), recorded in the manifest;
 //   - the erofs UUID (random): derived from the inputs digest (-U);
 //   - modes: the umask (files, folders and depmod's output written here) is
 //     022 during a build, and tar keeps the packages' modes (-p) also when not
@@ -145,7 +145,9 @@ const EROFS_OPTIONS = ['-zlz4hc', '-C65536', '-Eztailpacking'];
 
 /** mkfs.erofs options that make the same tree give the same bytes wherever it is built (see the top of this file). */
 export function reproducibleErofsOptions(epoch: number, uuid: string): string[] {
-  return [`-T${epoch}`, `-U${uuid}`, '--all-root', '-x-1'];
+  // -T alone (erofs-utils 1.5) only clamps later times to it: --ignore-mtime leaves out every file's own time (compact
+  // inodes), so all read as -T's, whatever the clock and file system of the machine that built it.
+  return [`-T${epoch}`, '--ignore-mtime', `-U${uuid}`, '--all-root', '-x-1'];
 }
 
 /** The root file system's UUID: from the inputs digest (mkfs.erofs makes a random one), shaped as an RFC 4122 name-based (v5-style) UUID. */
