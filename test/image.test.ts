@@ -402,6 +402,6 @@ describe('what makes a build reproducible', () => {
   });
 
   it('mkfs.erofs gets one time, the UUID, root owners and no xattrs', () => {
-    expect(reproducibleErofsOptions(1_700_000_000, 'u')).toEqual(['-T1700000000', '--ignore-mtime', '-Uu', '--all-root', '-x-1']);
+    expect(reproducibleErofsOptions(1_700_000_000, 'u')).toEqual(['-T1700000000', '-Uu', '--all-root', '-x-1']);
   });
 });

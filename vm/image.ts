@@ -29,8 +29,10 @@
 // on (test/e2e/image-repro.test.ts). What varied before, and what pins it:
 //   - mtimes (files written here, directories touched while unpacking, the
 //     erofs build time): every inode and the superblock get one time, the
-//     newest file time in the packages (mkfs.erofs -T --ignore-mtime;
-//     SOURCE_DATE_EPOCH for every tool), recorded in the manifest;
+//     newest file time in the packages, recorded in the manifest (mkfs.erofs
+//     -T; SOURCE_DATE_EPOCH for the other tools: mkfs.erofs 1.5 reads it too,
+//     but then only clamps later times to it, overriding -T, so it does not get
+//     it — the packages' own times would then depend on tar and the clock);
 //   - the erofs UUID (random): derived from the inputs digest (-U);
 //   - modes: the umask (files, folders and depmod's output written here) is
 //     022 during a build, and tar keeps the packages' modes (-p) also when not
@@ -145,9 +147,7 @@ const EROFS_OPTIONS = ['-zlz4hc', '-C65536', '-Eztailpacking'];
 
 /** mkfs.erofs options that make the same tree give the same bytes wherever it is built (see the top of this file). */
 export function reproducibleErofsOptions(epoch: number, uuid: string): string[] {
-  // -T alone (erofs-utils 1.5) only clamps later times to it: --ignore-mtime leaves out every file's own time (compact
-  // inodes), so all read as -T's, whatever the clock and file system of the machine that built it.
-  return [`-T${epoch}`, '--ignore-mtime', `-U${uuid}`, '--all-root', '-x-1'];
+  return [`-T${epoch}`, `-U${uuid}`, '--all-root', '-x-1'];
 }
 
 /** The root file system's UUID: from the inputs digest (mkfs.erofs makes a random one), shaped as an RFC 4122 name-based (v5-style) UUID. */
@@ -660,7 +660,8 @@ export async function buildImage(o: {
     const bootModules = await writeInitramfs(tree, release, path.join(out, 'initramfs.cpio.gz'), signal);
     log(`compressing the root file system (mkfs.erofs ${EROFS_OPTIONS.join(' ')}; about a minute)`);
     const erofs = [...EROFS_OPTIONS, ...reproducibleErofsOptions(epoch, uuid)];
-    await runOk('mkfs.erofs', 'mkfs.erofs', ['--quiet', ...erofs, path.join(out, 'rootfs.erofs'), tree], { signal, env: toolEnv(epoch) });
+    // No SOURCE_DATE_EPOCH here: see the top of this file.
+    await runOk('mkfs.erofs', 'mkfs.erofs', ['--quiet', ...erofs, path.join(out, 'rootfs.erofs'), tree], { signal, env: toolEnv() });
     log('hashing the image');
     const files = {} as ImageManifest['files'];
     for (const f of IMAGE_FILES) files[f] = { size: fs.statSync(path.join(out, f)).size, sha256: await sha256File(path.join(out, f), signal) };
