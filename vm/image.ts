@@ -182,7 +182,6 @@ function toolEnv(epoch?: number): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', TZ: 'UTC', ...(epoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(epoch) }) };
 }
 
-
 /** Maintainer-script work the guest needs, done by hand: alternatives' links (link → target, from their postinst). */
 const ALTERNATIVES: [link: string, target: string][] = [
   ['usr/bin/awk', 'mawk'], // mawk
@@ -626,9 +625,9 @@ export async function buildImage(o: {
   const out = path.join(work, 'out');
   // What this build writes (folders, /etc files, depmod's indexes) gets the same modes whatever the caller's umask.
   const umask = process.umask(0o022);
-  fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
-  fs.mkdirSync(out);
   try {
+    fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(out);
     mergedUsr(tree, arch);
     let n = 0;
     log(`unpacking ${inputs.packages.length} packages (no maintainer scripts run)`);
@@ -709,7 +708,6 @@ export function describeImages(cacheDir: string): { folder: string; dir: string;
     }
   });
 }
-
 
 export interface LocalBuildComparison {
   /** The image's manifest and that of the build made here from the same inputs. */
