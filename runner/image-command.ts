@@ -7,7 +7,7 @@ import { buildConfig, registryCredentialsFrom, type Config } from '../core/confi
 import { UserError } from '../core/errors.ts';
 import { exitCodeFor } from '../core/exit.ts';
 import { catchSignals } from '../core/signals.ts';
-import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
+import { buildImage, compareWithLocalBuild, describeImages, resolveInputs, scriptsDigest, sweepStale } from '../vm/image.ts';
 import { chooseReference, defaultRepository, parseRepository, pullImage } from '../vm/image-pull.ts';
 import { parseAnnotations, parsePushTarget, pushImages } from '../vm/image-push.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
@@ -26,13 +26,17 @@ Examples:
   npm run image push -- ghcr.io/OWNER/sockmap-labs-image:v1.0 --arch all   both arches, and an index tagged v1.0
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
+  npm run image verify -- --rebuild       …and build its inputs here: are the bytes the same? (a few minutes)
 
 The image lives in <cache>/images/<arch>-<inputs digest>/: rootfs.erofs (the
 root file system, read-only, lz4hc), vmlinuz, initramfs.cpio.gz and
 manifest.json (package versions, each file's size and sha256). A build with
 unchanged inputs (package versions from apt, vm/guest/image-init, the build
 script) does nothing. A corrupt, truncated or wrong-architecture image is
-never booted: the error names the command that fixes it.
+never booted: the error names the command that fixes it. A build is
+reproducible: the same inputs give the same bytes on any machine, so an
+image's digest names what it was built from, and "verify --rebuild" checks a
+pulled or imported image against a build made here.
 
 "pull" fetches an image a release published (an OCI artifact on
 ghcr.io, package.json's sockmapLabs.imageRepository): by default the one
@@ -329,9 +333,11 @@ Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (t
     .description('hash every file of the current image (all images with --all) against its manifest')
     .addOption(archOption())
     .option('--all', 'every image in the cache')
+    .option('--rebuild', "also build the image's inputs here, in a scratch folder, and say whether the bytes are the same (needs apt to offer the image's package versions)")
     .action(async (o) => {
       const cfg = buildConfig();
       const { cacheDir } = cfg.places;
+      if (o.rebuild && o.all) throw new UserError('--rebuild checks one image (each takes a build): it cannot go with --all', 'npm run image verify -- --rebuild   (add --arch arm64 for the arm64 image)');
       await interruptible(cfg, async (signal, ui) => {
         const folders = o.all
           ? describeImages(cacheDir).map((r) => ({ folder: r.folder, arch: (r.manifest?.arch ?? r.folder.split('-')[0]) as ImageArch }))
@@ -344,9 +350,20 @@ Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (t
           const t0 = Date.now();
           ui.step(`checking ${folder}`);
           try {
-            const { manifest } = await verifyImage(path.join(imagesDir(cacheDir), folder), { arch, full: true, signal });
+            const dir = path.join(imagesDir(cacheDir), folder);
+            const { manifest } = await verifyImage(dir, { arch, full: true, signal });
             ui.done();
             console.log(`${folder}: sound (${manifest.arch}, digest ${manifest.digest.slice(0, 12)}, hashed in ${secs(Date.now() - t0)})`);
+            if (o.rebuild) {
+              const c = await compareWithLocalBuild({ dir, arch, cacheDir, log: ui.step, progress: ui.progress, signal });
+              ui.done();
+              if (c.differing.length)
+                throw new UserError(
+                  `${folder} is not what this machine builds from the same inputs: ${c.differing.join(', ')} differ (image digest ${c.image.digest.slice(0, 12)}, local build ${c.local.digest.slice(0, 12)})`,
+                  `it was not made by this project's build from these inputs, or was changed since; npm run image build -- --force${arch === hostArch() ? '' : ` --arch ${arch}`} makes this machine's own`,
+                );
+              console.log(`${folder}: the same bytes as a build of its inputs here (digest ${c.local.digest.slice(0, 12)}; built and compared in ${secs(c.seconds * 1000)})`);
+            }
           } catch (e) {
             if (!(e instanceof UserError) || folders.length === 1) throw e;
             ui.fail();

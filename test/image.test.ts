@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cpioNewc, readTar, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, TarError, writeTar } from '../vm/image-files.ts';
-import { sweepStale } from '../vm/image.ts';
+import { imageUuid, packagesEpoch, reproducibleErofsOptions, sweepStale } from '../vm/image.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_FILES, imagesDir, MANIFEST, openImage, STAMP, verifyImage, type ImageArch } from '../vm/image-verify.ts';
 import { fakeImage, flipByte, freshFolders, leftovers, sha } from './image-fixtures.ts';
@@ -378,5 +378,30 @@ describe('boot modules in the initramfs', () => {
     const signed = Buffer.concat([body, sig, info, Buffer.from('~Module signature appended~\n')]);
     expect(withoutSignature(signed)).toEqual(body);
     expect(withoutSignature(body)).toEqual(body);
+  });
+});
+
+describe('what makes a build reproducible', () => {
+  it('imageUuid: the same for the same inputs digest, another for another, shaped as an RFC 4122 name-based UUID', () => {
+    const d = 'ab'.repeat(32);
+    expect(imageUuid(d)).toBe(imageUuid(d));
+    expect(imageUuid(d)).not.toBe(imageUuid('cd'.repeat(32)));
+    expect(imageUuid(d)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  it("packagesEpoch: the newest regular file's time in whole seconds; folders and links (touched while unpacking) do not count", () => {
+    const tree = fresh('tree');
+    fs.mkdirSync(path.join(tree, 'usr/bin'), { recursive: true });
+    fs.writeFileSync(path.join(tree, 'usr/bin/a'), 'a');
+    fs.writeFileSync(path.join(tree, 'b'), 'b');
+    fs.utimesSync(path.join(tree, 'usr/bin/a'), 1_700_000_000.9, 1_700_000_000.9);
+    fs.utimesSync(path.join(tree, 'b'), 1_600_000_000, 1_600_000_000);
+    fs.symlinkSync('b', path.join(tree, 'l'));
+    expect(packagesEpoch(tree)).toBe(1_700_000_000);
+    expect(() => packagesEpoch(fresh('empty'))).toThrow(/no file/);
+  });
+
+  it('mkfs.erofs gets one time, the UUID, root owners and no xattrs', () => {
+    expect(reproducibleErofsOptions(1_700_000_000, 'u')).toEqual(['-T1700000000', '-Uu', '--all-root', '-x-1']);
   });
 });

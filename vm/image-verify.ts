@@ -42,6 +42,8 @@ export interface ImageManifest {
   bootModules: string[];
   /** mkfs.erofs options the root was made with. */
   erofs: string;
+  /** The one time stamp of every file in the root (the newest package file's; mkfs.erofs -T): absent in images built before builds were reproducible. */
+  sourceDateEpoch?: number;
   builtAt: string;
   buildSeconds: number;
 }

@@ -23,6 +23,28 @@
 //      and the project share, decompressed with xz at build time), and
 //      manifest.json; then a full check (vm/image-verify.ts) and a rename into
 //      place.
+//
+// Reproducible: the same inputs give the same bytes on any machine, as root
+// or not, whatever the umask, locale, temp folder or file system the cache is
+// on (test/e2e/image-repro.test.ts). What varied before, and what pins it:
+//   - mtimes (files written here, directories touched while unpacking, the
+//     erofs build time): every inode and the superblock get one time, the
+//     newest file time in the packages, recorded in the manifest (mkfs.erofs
+//     -T; SOURCE_DATE_EPOCH for the other tools: mkfs.erofs 1.5 reads it too,
+//     but then only clamps later times to it, overriding -T, so it does not get
+//     it — the packages' own times would then depend on tar and the clock);
+//   - the erofs UUID (random): derived from the inputs digest (-U);
+//   - modes: the umask (files, folders and depmod's output written here) is
+//     022 during a build, and tar keeps the packages' modes (-p) also when not
+//     root (without it, setuid/setgid bits and group/other bits were lost);
+//   - owners: always --all-root (a root build kept the packages' groups,
+//     e.g. shadow on chage, which a build as a user cannot);
+//   - xattrs of the build tree (SELinux labels, ACLs of the cache folder):
+//     not read (-x-1);
+//   - the host's /etc/depmod.d: depmod reads an empty config folder instead.
+// File order needs nothing: mkfs.erofs sorts each folder's entries by name and
+// lays files out in that order, so readdir order (ext4 hash seed, tmpfs) does
+// not show; depmod orders by modules.order.
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,6 +68,7 @@ import {
   sha256File,
   verifyImage,
   type ImageArch,
+  type ImageFile,
   type ImageManifest,
 } from './image-verify.ts';
 import { findStaticBusybox, resolveBootModules } from './initramfs.ts';
@@ -122,6 +145,43 @@ export function withoutSignature(ko: Buffer): Buffer {
 /** mkfs.erofs compression: lz4hc, 64 KiB clusters (amd64: 307 MB in ~40 s; with 4 KiB clusters ~350 MB, plain lz4 ~380 MB; lz4 is the fastest to read under TCG). */
 const EROFS_OPTIONS = ['-zlz4hc', '-C65536', '-Eztailpacking'];
 
+/** mkfs.erofs options that make the same tree give the same bytes wherever it is built (see the top of this file). */
+export function reproducibleErofsOptions(epoch: number, uuid: string): string[] {
+  return [`-T${epoch}`, `-U${uuid}`, '--all-root', '-x-1'];
+}
+
+/** The root file system's UUID: from the inputs digest (mkfs.erofs makes a random one), shaped as an RFC 4122 name-based (v5-style) UUID. */
+export function imageUuid(inputsDigest: string): string {
+  const b = crypto.createHash('sha256').update(`sockmap-labs rootfs uuid\n${inputsDigest}\n`).digest().subarray(0, 16);
+  b[6] = (b[6] & 0x0f) | 0x50;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * The image's one time stamp: the newest modification time (whole seconds) of
+ * a regular file the packages hold, i.e. the newest package's date (Debian's
+ * packages clamp their files' times to their changelog's). Read from the tree
+ * right after unpacking, before this build writes anything; directories are
+ * left out (unpacking a package into one touches it).
+ */
+export function packagesEpoch(tree: string): number {
+  let newest = 0;
+  for (const e of fs.readdirSync(tree, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const t = Math.floor(fs.lstatSync(path.join(e.parentPath, e.name)).mtimeMs / 1000);
+    if (t > newest) newest = t;
+  }
+  if (!newest) throw new Error(`no file in ${tree} to take the image's time stamp from`);
+  return newest;
+}
+
+/** The environment of the tools a build runs: nothing from the host's but PATH (no locale, time zone, TMPDIR or SOURCE_DATE_EPOCH of its own). */
+function toolEnv(epoch?: number): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', TZ: 'UTC', ...(epoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(epoch) }) };
+}
+
 /** Maintainer-script work the guest needs, done by hand: alternatives' links (link → target, from their postinst). */
 const ALTERNATIVES: [link: string, target: string][] = [
   ['usr/bin/awk', 'mawk'], // mawk
@@ -195,10 +255,13 @@ async function runOk(what: string, cmd: string, args: string[], o: Parameters<ty
 /** `dpkg-deb --fsys-tarfile DEB | tar -x -C TREE`, the merged-/usr links kept. */
 function unpackDeb(deb: string, tree: string, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const asRoot = process.getuid?.() === 0;
-    const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', deb], { signal, stdio: ['ignore', 'pipe', 'pipe'] });
-    const tar = spawn('tar', ['-x', '--keep-directory-symlink', ...(asRoot ? ['--numeric-owner', '--same-owner'] : ['--no-same-owner']), '-C', tree], {
+    // The same as root or not: owners are not kept (mkfs.erofs --all-root), modes are, setuid bits too (-p; without it a
+    // build as a user lost them and the umask's bits).
+    const env = toolEnv();
+    const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', deb], { signal, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const tar = spawn('tar', ['-x', '--keep-directory-symlink', '--no-same-owner', '--same-permissions', '-C', tree], {
       signal,
+      env,
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     dpkg.stdout.pipe(tar.stdin);
@@ -439,7 +502,7 @@ async function decompressModule(file: string, signal?: AbortSignal): Promise<Buf
   const tool = file.endsWith('.xz') ? 'xz' : file.endsWith('.zst') ? 'zstd' : file.endsWith('.gz') ? 'gzip' : undefined;
   if (!tool) return fs.readFileSync(file);
   return new Promise((resolve, reject) => {
-    const child = spawn(tool, ['-dc', file], { signal, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(tool, ['-dc', file], { signal, env: toolEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     const chunks: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
@@ -531,6 +594,8 @@ export async function buildImage(o: {
   signal?: AbortSignal;
   /** Build even when the image for these inputs is there. */
   force?: boolean;
+  /** Where the downloaded packages are kept (default <cacheDir>/images/debs/<arch>): another cache's, to build elsewhere without downloading again. */
+  debsDir?: string;
 }): Promise<BuildResult> {
   const { arch, cacheDir, log, signal } = o;
   const progress = o.progress ?? (() => {});
@@ -552,15 +617,17 @@ export async function buildImage(o: {
     }
   }
   requireFreeSpace(images, BUILD_SPACE, 'building the guest image');
-  const debs = path.join(images, 'debs', arch);
+  const debs = o.debsDir ?? path.join(images, 'debs', arch);
   await download(inputs, debs, cacheDir, log, progress, signal);
   const work = path.join(images, `.build-${arch}-${process.pid}`);
   fs.rmSync(work, { recursive: true, force: true });
   const tree = path.join(work, 'tree');
   const out = path.join(work, 'out');
-  fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
-  fs.mkdirSync(out);
+  // What this build writes (folders, /etc files, depmod's indexes) gets the same modes whatever the caller's umask.
+  const umask = process.umask(0o022);
   try {
+    fs.mkdirSync(tree, { recursive: true, mode: 0o755 });
+    fs.mkdirSync(out);
     mergedUsr(tree, arch);
     let n = 0;
     log(`unpacking ${inputs.packages.length} packages (no maintainer scripts run)`);
@@ -569,10 +636,16 @@ export async function buildImage(o: {
       progress(`unpacking packages: ${++n}/${inputs.packages.length} (${p.name})`);
       await unpackDeb(path.join(debs, debFile(p)), tree, signal);
     }
+    const epoch = packagesEpoch(tree);
+    const uuid = imageUuid(inputs.inputsDigest);
     finishTree(tree);
     const release = kernelRelease(tree);
     log(`indexing the modules of kernel ${release} (depmod)`);
-    await runOk('depmod', 'depmod', ['-b', tree, release], { signal });
+    // depmod reads its configuration from the host's /etc/depmod.d and friends, not the tree's: an empty one instead (the
+    // image's kmod ships none).
+    const depmodConf = path.join(work, 'depmod.d');
+    fs.mkdirSync(depmodConf);
+    await runOk('depmod', 'depmod', ['-C', depmodConf, '-b', tree, release], { signal, env: toolEnv(epoch) });
     // The kernel boots from outside the image.
     const boot = path.join(tree, 'boot');
     const vmlinuz = path.join(boot, `vmlinuz-${release}`);
@@ -585,8 +658,9 @@ export async function buildImage(o: {
     log('writing the initramfs');
     const bootModules = await writeInitramfs(tree, release, path.join(out, 'initramfs.cpio.gz'), signal);
     log(`compressing the root file system (mkfs.erofs ${EROFS_OPTIONS.join(' ')}; about a minute)`);
-    const asRoot = process.getuid?.() === 0;
-    await runOk('mkfs.erofs', 'mkfs.erofs', ['--quiet', ...EROFS_OPTIONS, ...(asRoot ? [] : ['--all-root']), path.join(out, 'rootfs.erofs'), tree], { signal });
+    const erofs = [...EROFS_OPTIONS, ...reproducibleErofsOptions(epoch, uuid)];
+    // No SOURCE_DATE_EPOCH here: see the top of this file.
+    await runOk('mkfs.erofs', 'mkfs.erofs', ['--quiet', ...erofs, path.join(out, 'rootfs.erofs'), tree], { signal, env: toolEnv() });
     log('hashing the image');
     const files = {} as ImageManifest['files'];
     for (const f of IMAGE_FILES) files[f] = { size: fs.statSync(path.join(out, f)).size, sha256: await sha256File(path.join(out, f), signal) };
@@ -600,7 +674,8 @@ export async function buildImage(o: {
       kernelRelease: release,
       packages: inputs.packages.map(pkgId).sort(),
       bootModules,
-      erofs: EROFS_OPTIONS.join(' '),
+      erofs: erofs.join(' '),
+      sourceDateEpoch: epoch,
       builtAt: new Date().toISOString(),
       buildSeconds: Math.round((Date.now() - t0) / 100) / 10,
     };
@@ -615,6 +690,7 @@ export async function buildImage(o: {
     for (const f of fs.readdirSync(debs)) if (f.endsWith('.deb') && !keep.has(f)) fs.rmSync(path.join(debs, f));
     return { dir: final, manifest: readManifest(final, arch), built: true, seconds: (Date.now() - t0) / 1000 };
   } finally {
+    process.umask(umask);
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
@@ -633,3 +709,58 @@ export function describeImages(cacheDir: string): { folder: string; dir: string;
   });
 }
 
+export interface LocalBuildComparison {
+  /** The image's manifest and that of the build made here from the same inputs. */
+  image: ImageManifest;
+  local: ImageManifest;
+  /** The files whose bytes differ (none: the image is what this machine builds). */
+  differing: ImageFile[];
+  seconds: number;
+}
+
+/**
+ * Builds, here, the inputs the image in `dir` was built from, in a scratch
+ * cache (the packages come from this cache's downloads), and compares the
+ * bytes. The inputs must be the ones this machine resolves now (apt's versions,
+ * this checkout's build scripts): otherwise a UserError says what differs.
+ * Nothing is left behind, and the cache's images are not touched.
+ */
+export async function compareWithLocalBuild(o: {
+  dir: string;
+  arch: ImageArch;
+  cacheDir: string;
+  log: Log;
+  progress?: Log;
+  signal?: AbortSignal;
+  /** The folder to build in (default: the cache's images folder). */
+  scratchIn?: string;
+}): Promise<LocalBuildComparison> {
+  const t0 = Date.now();
+  const image = readManifest(o.dir, o.arch);
+  await requireBuildTools();
+  o.log(`resolving the ${o.arch} inputs here (apt)`);
+  const inputs = await resolveInputs(o.arch, o.cacheDir);
+  if (inputs.inputsDigest !== image.inputsDigest) {
+    const here = new Set(inputs.packages.map(pkgId));
+    const there = new Set(image.packages);
+    const why = [
+      ...(inputs.scriptsDigest !== image.scriptsDigest ? ["this checkout's build scripts (vm/image.ts, vm/image-files.ts, vm/guest/image-init) are not the ones it was built with"] : []),
+      ...[...there].filter((p) => !here.has(p)).slice(0, 3).map((p) => `it has ${p}, apt here offers ${inputs.packages.find((q) => q.name === p.split('=')[0])?.version ?? 'no such package'}`),
+    ];
+    throw new UserError(
+      `the image ${path.basename(o.dir)} was built from other inputs than this machine resolves (${inputs.folder})${why.length ? `: ${why.join('; ')}` : ''}; a local build would not be comparable`,
+      "run this in a checkout of the commit the image was built from, after sudo apt-get update (apt must offer the image's package versions)",
+    );
+  }
+  const scratch = path.join(o.scratchIn ?? imagesDir(o.cacheDir), `.build-verify-${process.pid}`);
+  fs.rmSync(scratch, { recursive: true, force: true });
+  fs.mkdirSync(scratch, { recursive: true });
+  try {
+    const r = await buildImage({ arch: o.arch, cacheDir: scratch, log: o.log, progress: o.progress, signal: o.signal, force: true, debsDir: path.join(imagesDir(o.cacheDir), 'debs', o.arch) });
+    const local = r.manifest;
+    const differing = IMAGE_FILES.filter((f) => local.files[f].sha256 !== image.files[f].sha256);
+    return { image, local, differing, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}

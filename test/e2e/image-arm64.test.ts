@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildImage, resolveInputs, type BuildResult } from '../../vm/image.ts';
 import { openImage } from '../../vm/image-verify.ts';
 import { cli, qemuPids, tail } from './cli-helpers.ts';
-import { seededCache } from './image-helpers.ts';
+import { defaultCacheTwin, seededCache } from './image-helpers.ts';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const arm64Apt = spawnSync('dpkg', ['--print-foreign-architectures'], { encoding: 'utf8' }).stdout?.split('\n').includes('arm64');
@@ -34,6 +34,12 @@ describe.skipIf(missing.length > 0)('the arm64 guest image', () => {
     if (has('file')) expect(file(path.join(built.dir, 'vmlinuz'))).toMatch(/ARM64|aarch64/i);
     const img = await openImage(cache, 'arm64');
     expect(img.dir).toBe(built.dir);
+  });
+
+  it("has the same bytes as the default cache's arm64 image of the same inputs, when there is one (a reproducible build)", (ctx) => {
+    const twin = defaultCacheTwin(built.manifest, path.basename(built.dir));
+    if (!twin) ctx.skip();
+    expect(built.manifest.digest).toBe(twin!.digest);
   });
 
   it('is never taken for an amd64 guest: the refusal names the fix', async () => {

@@ -18,7 +18,7 @@ import { buildQemuArgs, QBOOT } from '../../vm/qemu-args.ts';
 import { QemuProcess } from '../../vm/qemu-process.ts';
 import { connectAgent } from '../../vm/serial.ts';
 import { cli } from './cli-helpers.ts';
-import { seededCache } from './image-helpers.ts';
+import { defaultCacheTwin, seededCache } from './image-helpers.ts';
 
 const has = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 const missing = ['apt-get', 'dpkg-deb', 'mkfs.erofs', 'depmod', 'xz', 'cpio'].filter((t) => !has(t));
@@ -62,6 +62,14 @@ describe.skipIf(missing.length > 0 || process.arch !== 'x64')(`npm run image bui
     // install-time machinery the kernel package depends on is left out
     expect(m.packages.some((id) => /^(initramfs-tools|udev|usrmerge|perl)=/.test(id))).toBe(false);
     expect(lines.some((l) => l.startsWith('compressing the root file system'))).toBe(true);
+  });
+
+  it("has the same bytes as the default cache's image of the same inputs, when there is one (a reproducible build)", (ctx) => {
+    if (!resolvable) ctx.skip();
+    const twin = defaultCacheTwin(first.manifest, path.basename(first.dir));
+    if (!twin) ctx.skip();
+    expect(first.manifest.files).toEqual(twin!.files);
+    expect(first.manifest.digest).toBe(twin!.digest);
   });
 
   it('puts the image-init, the static busybox and the boot modules (plain .ko, in order) in the initramfs', (ctx) => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import { placesFrom } from '../../core/config.ts';
-import { imagesDir, type ImageArch } from '../../vm/image-verify.ts';
+import { imagesDir, readManifest, type ImageArch, type ImageManifest } from '../../vm/image-verify.ts';
 
 /** A fresh cache folder, removed after the test file, holding copies of the default cache's .debs for `arch`. */
 export function seededCache(arch: ImageArch): string {
@@ -18,4 +18,18 @@ export function seededCache(arch: ImageArch): string {
     for (const f of fs.readdirSync(debs)) if (f.endsWith('.deb')) fs.copyFileSync(path.join(debs, f), path.join(to, f));
   }
   return cache;
+}
+
+/**
+ * The manifest of the default cache's image with the same folder name (the same inputs) as `built`, when there is one
+ * (setup and .ci/run build the amd64 one there): a build reproduces it byte for byte (test/e2e/image-repro.test.ts).
+ */
+export function defaultCacheTwin(built: ImageManifest, folder: string): ImageManifest | undefined {
+  const dir = path.join(imagesDir(placesFrom().cacheDir), folder);
+  if (!fs.existsSync(dir)) return undefined;
+  try {
+    return readManifest(dir, built.arch);
+  } catch {
+    return undefined;
+  }
 }
