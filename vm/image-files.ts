@@ -98,18 +98,20 @@ async function writeAll(fd: fs.promises.FileHandle, buf: Buffer) {
 /**
  * Writes a ustar archive at `out`: the folder `folder/` and, in it, each file
  * of `files` (name → host path), in that order. Checks `signal` between chunks.
+ * Every entry carries the one time `mtime` (seconds), not the clock's or the
+ * files' own: the same files give the same archive bytes on any machine, so a
+ * re-export or re-push of an image is the same blob.
  */
-export async function writeTar(out: string, folder: string, files: [name: string, file: string][], signal?: AbortSignal): Promise<void> {
+export async function writeTar(out: string, folder: string, files: [name: string, file: string][], signal?: AbortSignal, mtime = 0): Promise<void> {
   const fd = await fs.promises.open(out, 'w');
   try {
-    const now = Date.now() / 1000;
-    await writeAll(fd, tarHeader(`${folder}/`, 0, 0o755, '5', now));
+    await writeAll(fd, tarHeader(`${folder}/`, 0, 0o755, '5', mtime));
     const buf = Buffer.alloc(CHUNK);
     for (const [name, file] of files) {
       const src = await fs.promises.open(file, 'r');
       try {
-        const { size, mtimeMs } = await src.stat();
-        await writeAll(fd, tarHeader(`${folder}/${name}`, size, 0o644, '0', mtimeMs / 1000));
+        const { size } = await src.stat();
+        await writeAll(fd, tarHeader(`${folder}/${name}`, size, 0o644, '0', mtime));
         let left = size;
         while (left > 0) {
           signal?.throwIfAborted();

@@ -45,7 +45,7 @@ export async function exportImage(o: { cacheDir: string; arch: ImageArch; file: 
   o.log?.(`writing ${out}`);
   prepareOutputDir(out, 'the export file');
   try {
-    await writeTar(tmp, `sockmap-labs-image-${folder}`, [MANIFEST, ...IMAGE_FILES].map((f) => [f, path.join(dir, f)] as [string, string]), o.signal);
+    await writeTar(tmp, `sockmap-labs-image-${folder}`, [MANIFEST, ...IMAGE_FILES].map((f) => [f, path.join(dir, f)] as [string, string]), o.signal, manifest.sourceDateEpoch ?? 0);
     // Written in full and flushed before it takes the name: a full disk is an error here, never an "exported" half file.
     const fd = fs.openSync(tmp, 'r+');
     try {
