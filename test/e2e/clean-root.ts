@@ -40,7 +40,9 @@
 // and kvm is not false, a private devpts, /dev/shm) and /run, then chroot.
 // The mounts exist only in that private namespace: when the command ends, or
 // is killed (timeout, a failed test, the test process dying: --kill-child), the
-// namespace's processes are killed by the kernel and its mounts vanish with it.
+// namespace's processes are killed by the kernel and its mounts vanish with it
+// (unshare runs under setpriv --pdeathsig KILL: even a test process killed
+// with SIGKILL takes its namespaces along).
 // Nothing is ever mounted on a host path, so removing a root cannot reach
 // through to the host's /dev; removeRoot() still refuses a root with anything
 // mounted under it. offline: true adds a network namespace with only
@@ -122,13 +124,19 @@ export interface RunResult {
   timedOut: boolean;
   /** Processes of the command still running when it ended (killed with the namespace): `pid comm` each. */
   leftover: string[];
+  /**
+   * CPU time (user + system) of the command and every process it waited for
+   * (QEMU included): the work done, which a loaded machine stretches far less
+   * than the wall time. undefined when killed.
+   */
+  cpuMs?: number;
 }
 
 /** Why clean roots cannot be made here, or undefined when they can (for describe.skipIf). */
 export function cleanRootUnavailable(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux';
   if (process.getuid?.() !== 0) return 'needs root (mmdebstrap, unshare, chroot)';
-  for (const t of ['mmdebstrap', 'unshare', 'chroot', 'git', 'tar', 'mount'])
+  for (const t of ['mmdebstrap', 'unshare', 'setpriv', 'chroot', 'git', 'tar', 'mount'])
     if (spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0) return `${t} is missing`;
   if (!process.version.startsWith('v20.')) return `the host's Node is ${process.version}, not 20`;
   return undefined;
@@ -150,7 +158,9 @@ export async function makeCleanRoot(o: CleanRootOptions = {}): Promise<CleanRoot
   const log = o.log ?? (() => {});
   const started = Date.now();
   const { tarball, cached } = await bootstrapTarball(o.packages ?? [], o.cacheDir, log);
-  const dir = fs.mkdtempSync(path.join(o.parent ?? os.tmpdir(), 'sockmap-labs-clean-root-'));
+  const parent = o.parent ?? os.tmpdir();
+  sweepRoots(parent);
+  const dir = fs.mkdtempSync(path.join(parent, `${ROOT_PREFIX}${process.pid}-`));
   live.add(dir);
   const root: CleanRoot = { dir, bootstrap: { cached, tarball, ms: 0 }, overlaid: [], remove: () => removeRoot(dir) };
   try {
@@ -170,6 +180,22 @@ export async function makeCleanRoot(o: CleanRootOptions = {}): Promise<CleanRoot
   root.bootstrap.ms = Date.now() - started;
   log(`clean root: ${dir} (${cached ? 'bootstrap from the cache' : 'bootstrapped now'}, ${(root.bootstrap.ms / 1000).toFixed(1)} s)`);
   return root;
+}
+
+const ROOT_PREFIX = 'sockmap-labs-clean-root-';
+
+/** Removes the roots of test processes that are gone (killed before they could remove their own). */
+function sweepRoots(parent: string): void {
+  for (const name of fs.readdirSync(parent)) {
+    const m = new RegExp(`^${ROOT_PREFIX}(\\d+)-`).exec(name);
+    if (m && !pidAlive(Number(m[1]))) {
+      try {
+        removeRoot(path.join(parent, name));
+      } catch {
+        // not ours to force: left for a person to look at
+      }
+    }
+  }
 }
 
 /** The bootstrap tarball for these packages: from the cache, or made now (atomically: two makers never see half a file). */
@@ -292,6 +318,7 @@ done
 if [ "$OFFLINE" = 1 ]; then ip link set lo up 2>/dev/null || true; fi
 rc=0
 chroot $USERSPEC "$R" /bin/bash -c 'cd "$1" && eval "$2"' clean-root "$CWD" "$CMD" </dev/null || rc=$?
+times >"$LEFT.times"
 for p in "$R"/proc/[0-9]*; do
   n=$(basename "$p")
   [ "$n" = 1 ] && continue
@@ -317,7 +344,8 @@ export function runInRoot(root: CleanRoot | string, cmd: string, o: RunOptions =
   args.push('sh', '-c', WRAPPER, 'clean-root-wrapper', dir, cwd, userspec, kvm, o.offline ? '1' : '0', leftFile, full, ...binds);
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? PATH } });
+    // setpriv --pdeathsig: unshare is killed when this process dies in any way (SIGKILL included), and the namespace with it.
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'unshare', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? PATH } });
     let out = '';
     const take = (d: Buffer) => {
       const s = d.toString();
@@ -350,7 +378,17 @@ export function runInRoot(root: CleanRoot | string, cmd: string, o: RunOptions =
         // nothing was left running
       }
       fs.rmSync(leftFile, { force: true });
-      resolve({ code: timedOut ? null : code, out, ms: Date.now() - started, timedOut, leftover });
+      let cpuMs: number | undefined;
+      try {
+        // `times`: the shell's user and system time, then its children's: "0m1.23s 0m0.45s".
+        const children = fs.readFileSync(`${leftFile}.times`, 'utf8').trim().split('\n')[1] ?? '';
+        const t = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
+        if (t.length === 2) cpuMs = Math.round(t[0] + t[1]);
+      } catch {
+        // killed before it could tell
+      }
+      fs.rmSync(`${leftFile}.times`, { force: true });
+      resolve({ code: timedOut ? null : code, out, ms: Date.now() - started, timedOut, leftover, cpuMs });
     });
   });
 }
