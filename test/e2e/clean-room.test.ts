@@ -2,7 +2,8 @@
 // Debian 12 root (test/e2e/clean-root.ts: mmdebstrap's apt variant, Node 20 in
 // /usr/local as nodejs.org ships it, a clone of this checkout), as root, run
 // exactly the learner's commands, `./setup.sh` then `npm run lab 1`, and
-// `npm run lab 1` once more. Each exits 0 and leaves nothing running; lab 01
+// `npm run lab 1` once more (then `./setup.sh` again: all found done). Each
+// exits 0 and leaves nothing running; lab 01
 // passes both times; and set-up did the slow parts: the first run after it
 // does no more work than the second (CPU time within 1.2x; wall time within
 // 1.2x, with room for the ±30% one run swings on a shared machine) and builds
@@ -150,6 +151,17 @@ describe.skipIf(!!skip)("the README's learner commands on a fresh Debian 12 root
       expect(first.cpuMs, `first run's CPU ${cpu(first)}, second's ${cpu(second)}`).toBeLessThanOrEqual(1.2 * second.cpuMs! + 500);
       // and the wait: 1.2x, with room for the ±30% one run of a few seconds swings here.
       expect(first.ms, `first run ${secs(first.ms)}, second ${secs(second.ms)}`).toBeLessThanOrEqual(1.2 * 1.3 * second.ms);
+
+      // Set-up again: every part is found done, nothing is installed, built or booted.
+      const again = await learner('./setup.sh', 5 * 60_000);
+      times.push(`./setup.sh again ${secs(again.ms)}`);
+      const said = strip(again.out);
+      expect(again.code, tailOf(again)).toBe(0);
+      expect(said).toContain('==> system packages: all present');
+      expect(said).toContain('==> guest image: present');
+      expect(said).toContain('lab programs for this checkout are built (nothing to do)');
+      expect(said).not.toMatch(/installing|building|starting qemu/);
+      expect(again.leftover).toEqual([]);
     },
     40 * 60_000,
   );
