@@ -137,8 +137,12 @@ fi
 # The first lab run would build the lab programs in the guest (about a minute
 # under TCG): done here once instead, and again only after a change to bpf/ or
 # a new image (it says "nothing to do" otherwise).
-say "guest image: first boot, building the lab programs in it (npm run image prepare)"
-node runner/launch.mjs image prepare
+if node runner/launch.mjs image prepare --check >/dev/null 2>&1; then
+  say "lab programs: built"
+else
+  say "guest image: first boot, building the lab programs in it (npm run image prepare; once, about a minute)"
+  node runner/launch.mjs image prepare
+fi
 
 # ---- developers: the host-root mode's kernel and programs ----------------------------------
 if [ -n "$dev" ]; then

@@ -11,7 +11,7 @@ import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } 
 import { chooseReference, defaultRepository, parseRepository, pullImage } from '../vm/image-pull.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
-import { prepareImage } from '../vm/session.ts';
+import { imagePrepared, prepareImage } from '../vm/session.ts';
 import { sessionUi } from './run-labs.ts';
 import { colorWanted, paint, spinner } from './style.ts';
 
@@ -26,6 +26,7 @@ Examples:
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
   npm run image prepare                   boot the image once and build the lab programs in it (./setup.sh does)
+  npm run image prepare -- --check        is that done? (exit 0 yes, 1 no)
 
 The image lives in <cache>/images/<arch>-<inputs digest>/: rootfs.erofs (the
 root file system, read-only, lz4hc), vmlinuz, initramfs.cpio.gz and
@@ -232,10 +233,17 @@ export function addImageCommand(program: Command): Command {
     .command('prepare')
     .description("do the first lab run's one-time work now: boot the image once, build the lab programs in the guest, stop (nothing to do when done)")
     .addOption(archOption())
+    .option('--check', 'only say whether it is done (exit 0) or not (exit 1); boot nothing')
     .addHelpText('after', '\n./setup.sh runs it last, so that the first npm run lab is as quick as the next. Again after a change to bpf/ or a new image: once.')
     .action(async (o) => {
       const cfg = buildConfig({ rootfs: 'image', arch: o.arch });
       const arch = cfg.machine.arch;
+      if (o.check) {
+        const ready = await imagePrepared(cfg);
+        console.log(`the ${arch} guest image is ${ready ? 'prepared: its lab programs for this checkout are built' : 'not prepared (npm run image prepare)'}`);
+        process.exitCode = ready ? 0 : 1;
+        return;
+      }
       const tty = !!process.stdout.isTTY && !cfg.ci;
       const ui = sessionUi({ tty, notice: (l) => console.log(`» ${l}`), what: 'the build' });
       const t0 = Date.now();

@@ -227,11 +227,16 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
  */
 export async function prepareImage(cfg: Config, ui: SessionUi): Promise<{ done: 'ready' | 'prepared'; interrupted?: NodeJS.Signals }> {
   const machine = { ...cfg.machine, rootfs: 'image' as const, backend: 'qemu' as const, kernels: [], warm: false };
-  const { image } = await imageChoice(cfg.places.cacheDir, machine.arch);
-  if (image && guestBuildReady(cfg.places.cacheDir, image.manifest.arch, image.manifest.digest)) return { done: 'ready' };
+  if (await imagePrepared(cfg)) return { done: 'ready' };
   // No image: onEachMachine's checks stop with the fix (build, pull or import one).
   const interrupted = await onEachMachine({ ...cfg, machine }, ui, async () => 'stop');
   return { done: 'prepared', interrupted };
+}
+
+/** Is the current guest image of cfg's arch there and prepared (its lab programs for this checkout built)? Boots nothing. */
+export async function imagePrepared(cfg: Config): Promise<boolean> {
+  const { image } = await imageChoice(cfg.places.cacheDir, cfg.machine.arch);
+  return !!image && guestBuildReady(cfg.places.cacheDir, image.manifest.arch, image.manifest.digest);
 }
 
 /**
