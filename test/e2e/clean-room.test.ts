@@ -23,8 +23,12 @@
 // build would): CI time, not a different path. CLEAN_ROOM_FRESH_DOWNLOADS=1
 // turns the seeding off (the build downloads them in the root).
 //
-// Time: ~9 min cold (bootstrap, QEMU's and the build's packages, npm), ~6 min
-// cached, on the shared 2-core CI machine (see the closing log lines).
+// Time, measured on the 2-core machine shared with other jobs (load 12-30):
+// 13-14 min, set-up 12 min of it (the image build ~4.5-5.5 min, the guest
+// build of the lab programs ~4.5-5.5 min, npm ci 20-40 s, apt ~30 s), each
+// lab run 16-23 s, set-up again 2 s; a cold bootstrap adds ~2 min. On an idle
+// machine the figures (set-up and a lab: 2 min 15 s, lab programs
+// ~30 s) suggest 4-5 min. The closing log line gives each part's time.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
