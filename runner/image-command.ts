@@ -12,6 +12,8 @@ import { chooseReference, defaultRepository, parseRepository, pullImage } from '
 import { parseAnnotations, parsePushTarget, pushImages } from '../vm/image-push.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
+import { imagePrepared, prepareImage } from '../vm/session.ts';
+import { sessionUi } from './run-labs.ts';
 import { colorWanted, paint, spinner } from './style.ts';
 
 const IMAGE_HELP = `
@@ -27,6 +29,8 @@ Examples:
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
   npm run image verify -- --rebuild       …and build its inputs here: are the bytes the same? (a few minutes)
+  npm run image prepare                   boot the image once and build the lab programs in it (./setup.sh does)
+  npm run image prepare -- --check        is that done? (exit 0 yes, 1 no)
 
 The image lives in <cache>/images/<arch>-<inputs digest>/: rootfs.erofs (the
 root file system, read-only, lz4hc), vmlinuz, initramfs.cpio.gz and
@@ -286,6 +290,36 @@ Exit status: 0 pushed, 2 bad input, no image to push, or the registry refused (t
         if (r.index) console.log(`index of ${r.arches.map((a) => a.arch).join(', ')} as ${r.index.tags.join(', ')}: ${r.index.digest}\n  pull it: npm run image pull --${repoFlag} --ref ${r.index.tags[0]}`);
         console.log(`done in ${r.seconds.toFixed(1)} s`);
       });
+    });
+
+  image
+    .command('prepare')
+    .description("do the first lab run's one-time work now: boot the image once, build the lab programs in the guest, stop (nothing to do when done)")
+    .addOption(archOption())
+    .option('--check', 'only say whether it is done (exit 0) or not (exit 1); boot nothing')
+    .addHelpText('after', '\n./setup.sh runs it last, so that the first npm run lab is as quick as the next. Again after a change to bpf/ or a new image: once.')
+    .action(async (o) => {
+      const cfg = buildConfig({ rootfs: 'image', arch: o.arch });
+      const arch = cfg.machine.arch;
+      if (o.check) {
+        const ready = await imagePrepared(cfg);
+        console.log(`the ${arch} guest image is ${ready ? 'prepared: its lab programs for this checkout are built' : 'not prepared (npm run image prepare)'}`);
+        process.exitCode = ready ? 0 : 1;
+        return;
+      }
+      const tty = !!process.stdout.isTTY && !cfg.ci;
+      const ui = sessionUi({ tty, notice: (l) => console.log(`» ${l}`), what: 'the build' });
+      const t0 = Date.now();
+      const r = await prepareImage(cfg, ui);
+      if (r.interrupted) {
+        console.error(`${r.interrupted === 'SIGINT' ? 'Ctrl-C' : r.interrupted}: stopped the VM; the lab programs are not built (the first lab run builds them, or run this again)`);
+        process.exit(exitCodeFor(r.interrupted));
+      }
+      console.log(
+        r.done === 'ready'
+          ? `the ${arch} guest image is prepared: its lab programs for this checkout are built (nothing to do)`
+          : `prepared the ${arch} guest image in ${secs(Date.now() - t0)}: the lab programs are built; lab runs start without building`,
+      );
     });
 
   image
