@@ -129,6 +129,14 @@ describe.skipIf(!!skip)("the README's learner commands on a fresh Debian 12 root
       expect(setup.code, tailOf(setup)).toBe(0);
       expect(setup.leftover, 'set-up left processes running').toEqual([]);
       expect(image, 'set-up made no guest image').toBeDefined();
+      // Reproducible (issue 20): the same inputs built on this machine (.ci/run's `npm run image build`, setup's)
+      // and in the clean root give the same bytes, so an image digest means the same thing on every machine.
+      const here = path.join(imagesDir(placesFrom().cacheDir), image!.folder, 'manifest.json');
+      if (fs.existsSync(here)) {
+        const digestHere = (JSON.parse(fs.readFileSync(here, 'utf8')) as { digest: string }).digest;
+        console.log(`clean room: this machine's build of ${image!.folder}: image digest ${digestHere}`);
+        expect(image!.digest, `the clean root built ${image!.folder} as ${image!.digest}, this machine as ${digestHere}`).toBe(digestHere);
+      } else console.log(`clean room: this machine has no build of ${image!.folder} to compare the digest with`);
 
       const first = await learner('npm run lab 1', 5 * 60_000);
       times.push(`first npm run lab 1 ${secs(first.ms)}`);
