@@ -16,6 +16,7 @@ import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-c
 import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-commands.ts';
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
+import { addKitCommand } from './kit-command.ts';
 import { runLabs } from './run-labs.ts';
 import { watchLab } from './watch.ts';
 import { colorWanted, paint } from './style.ts';
@@ -189,6 +190,7 @@ program
 
 addMatrixCommand(program);
 addImageCommand(program);
+addKitCommand(program);
 
 program
   .command('doctor')
