@@ -89,12 +89,9 @@ const npmEnv = () => {
 export async function fillNpmCache(o: { cacheDir: string; specs: Spec[]; log: (l: string) => void; signal?: AbortSignal }): Promise<number> {
   const missing = o.specs.filter((s) => !fs.existsSync(cachedContent(o.cacheDir, s.integrity)));
   if (!missing.length) return 0;
-  const batch = 25;
-  for (let i = 0; i < missing.length; i += batch) {
-    const part = missing.slice(i, i + batch);
-    o.log(`npm packages: adding ${i + 1}-${i + part.length} of ${missing.length} to the kit's npm cache`);
-    await run('npm', ['cache', 'add', '--cache', o.cacheDir, '--loglevel=error', ...part.map((s) => s.spec)], { env: npmEnv(), signal: o.signal, maxBuffer: 64 * 1024 * 1024 });
-  }
+  // One npm process for all: it fetches them side by side (batches took twice as long).
+  o.log(`npm packages: adding ${missing.length} to the kit's npm cache (npm cache add)`);
+  await run('npm', ['cache', 'add', '--cache', o.cacheDir, '--loglevel=error', ...missing.map((s) => s.spec)], { env: npmEnv(), signal: o.signal, maxBuffer: 64 * 1024 * 1024 });
   const still = missing.filter((s) => !fs.existsSync(cachedContent(o.cacheDir, s.integrity)));
   if (still.length) throw new Error(`npm cache add left these out of ${o.cacheDir}: ${still.map((s) => s.spec).join(', ')} (their integrity differs from package-lock.json's?)`);
   return missing.length;
