@@ -11,6 +11,8 @@ import { buildImage, describeImages, resolveInputs, scriptsDigest, sweepStale } 
 import { chooseReference, defaultRepository, parseRepository, pullImage } from '../vm/image-pull.ts';
 import { exportImage, importImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, IMAGE_ARCHES, imagesDir, verifyImage, type ImageArch } from '../vm/image-verify.ts';
+import { prepareImage } from '../vm/session.ts';
+import { sessionUi } from './run-labs.ts';
 import { colorWanted, paint, spinner } from './style.ts';
 
 const IMAGE_HELP = `
@@ -23,6 +25,7 @@ Examples:
   npm run image pull -- --arch arm64 --digest sha256:…   …a pinned one, for an arm64 guest
   npm run image list                      images in the cache: arch, size, digest, which one boots
   npm run image verify                    hash every file of the current image again
+  npm run image prepare                   boot the image once and build the lab programs in it (./setup.sh does)
 
 The image lives in <cache>/images/<arch>-<inputs digest>/: rootfs.erofs (the
 root file system, read-only, lz4hc), vmlinuz, initramfs.cpio.gz and
@@ -223,6 +226,29 @@ export function addImageCommand(program: Command): Command {
         const host = hostArch();
         if (host && host !== arch) console.log(`note: this machine is ${host}; an ${arch} guest runs here only under emulation`);
       });
+    });
+
+  image
+    .command('prepare')
+    .description("do the first lab run's one-time work now: boot the image once, build the lab programs in the guest, stop (nothing to do when done)")
+    .addOption(archOption())
+    .addHelpText('after', '\n./setup.sh runs it last, so that the first npm run lab is as quick as the next. Again after a change to bpf/ or a new image: once.')
+    .action(async (o) => {
+      const cfg = buildConfig({ rootfs: 'image', arch: o.arch });
+      const arch = cfg.machine.arch;
+      const tty = !!process.stdout.isTTY && !cfg.ci;
+      const ui = sessionUi({ tty, notice: (l) => console.log(`» ${l}`), what: 'the build' });
+      const t0 = Date.now();
+      const r = await prepareImage(cfg, ui);
+      if (r.interrupted) {
+        console.error(`${r.interrupted === 'SIGINT' ? 'Ctrl-C' : r.interrupted}: stopped the VM; the lab programs are not built (the first lab run builds them, or run this again)`);
+        process.exit(exitCodeFor(r.interrupted));
+      }
+      console.log(
+        r.done === 'ready'
+          ? `the ${arch} guest image is prepared: its lab programs for this checkout are built (nothing to do)`
+          : `prepared the ${arch} guest image in ${secs(Date.now() - t0)}: the lab programs are built; lab runs start without building`,
+      );
     });
 
   image

@@ -60,6 +60,12 @@ export interface GuestBuild {
   discard(): void;
 }
 
+/** Are the programs this checkout builds with this image there (a boot builds nothing)? */
+export function guestBuildReady(cacheDir: string, arch: string, imageDigest: string): boolean {
+  const key = guestBuildKey(imageDigest);
+  return readKey(path.join(buildsDir(cacheDir), `${arch}-${key}`)) === key;
+}
+
 /** The programs for this key, or a fresh folder for the guest to build them in. */
 export function prepareGuestBuild(cacheDir: string, arch: string, imageDigest: string): GuestBuild {
   const key = guestBuildKey(imageDigest);

@@ -220,8 +220,8 @@ function unpackDeb(deb: string, tree: string, signal?: AbortSignal): Promise<voi
   });
 }
 
-/** The tools a build needs, each with the package that has it. */
-const BUILD_TOOLS: [tool: string, pkg: string][] = [
+/** The tools a build needs, each with the package that has it (setup.sh installs these packages: test/setup-packages.test.ts keeps the two the same). */
+export const BUILD_TOOLS: [tool: string, pkg: string][] = [
   ['apt-get', 'apt'],
   ['dpkg-deb', 'dpkg'],
   ['tar', 'tar'],

@@ -21,7 +21,7 @@ import { projectRoot } from '../core/paths.ts';
 import { chooseAccel } from './accel.ts';
 import type { Backend, BackendInfo } from './backend.ts';
 import { buildGuestPrograms } from './build.ts';
-import { guestBuildKey, prepareGuestBuild } from './guest-build.ts';
+import { guestBuildKey, guestBuildReady, prepareGuestBuild } from './guest-build.ts';
 import { HostBackend, readHostConfig } from './host.ts';
 import { ensureInitramfs } from './initramfs.ts';
 import { kernelsDir, type Kernel } from './kernel.ts';
@@ -214,6 +214,24 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
     signals.dispose();
   }
   return signals.interrupted();
+}
+
+/**
+ * `image prepare` (setup.sh's last step): the one-time work of the first
+ * guest-image run, done now rather than in a learner's first lab: boots the
+ * image once (the accelerator probe; the lab programs built in the guest and
+ * kept by content hash, vm/guest-build.ts) and stops it, on the same path a lab
+ * run takes (onEachMachine). 'ready': nothing to do, the programs for this image
+ * and this checkout's bpf/ are there. The place to add later one-time work (a
+ * VM snapshot) for the image.
+ */
+export async function prepareImage(cfg: Config, ui: SessionUi): Promise<{ done: 'ready' | 'prepared'; interrupted?: NodeJS.Signals }> {
+  const machine = { ...cfg.machine, rootfs: 'image' as const, backend: 'qemu' as const, kernels: [], warm: false };
+  const { image } = await imageChoice(cfg.places.cacheDir, machine.arch);
+  if (image && guestBuildReady(cfg.places.cacheDir, image.manifest.arch, image.manifest.digest)) return { done: 'ready' };
+  // No image: onEachMachine's checks stop with the fix (build, pull or import one).
+  const interrupted = await onEachMachine({ ...cfg, machine }, ui, async () => 'stop');
+  return { done: 'prepared', interrupted };
 }
 
 /**
