@@ -15,12 +15,22 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { BUILD_TOOLS } from '../vm/image.ts';
 import type { ImageArch } from '../vm/image-verify.ts';
 
 const run = promisify(execFile);
 
-/** What each Debian 12 laptop needs, per its own architecture: QEMU for a guest of the same architecture. */
-export const QEMU_PACKAGES: Record<ImageArch, string[]> = { amd64: ['qemu-system-x86'], arm64: ['qemu-system-arm'] };
+/**
+ * What ./setup.sh asks a Debian 12 laptop for, per its own architecture: QEMU
+ * for a guest of the same architecture, and what an image build runs
+ * (vm/image.ts BUILD_TOOLS: setup.sh asks for them too, so without them it
+ * would go to the network). test/kit.test.ts keeps this list and setup.sh's
+ * the same.
+ */
+export const SETUP_PACKAGES: Record<ImageArch, string[]> = {
+  amd64: ['qemu-system-x86', ...new Set(BUILD_TOOLS.map(([, pkg]) => pkg))],
+  arm64: ['qemu-system-arm', ...new Set(BUILD_TOOLS.map(([, pkg]) => pkg))],
+};
 
 export const DEBIAN12_SOURCES = [
   'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main',

@@ -26,7 +26,7 @@ import { projectRoot } from '../core/paths.ts';
 import { buildImage } from '../vm/image.ts';
 import { exportImage } from '../vm/image-transfer.ts';
 import { buildFix, currentImageFolder, hostArch, imagesDir, readManifest, requireFreeSpace, type ImageArch } from '../vm/image-verify.ts';
-import { debsUnavailable, fetchDebs, QEMU_PACKAGES } from './kit-debs.ts';
+import { debsUnavailable, fetchDebs, SETUP_PACKAGES } from './kit-debs.ts';
 import { checkOfflineInstalls, fillNpmCache, installNodeScript, lockSpecs, newestMajor, packInto, PLATFORMS, platformName, type Platform } from './kit-npm.ts';
 import { offlineGuide } from './kit-guide.ts';
 
@@ -346,7 +346,7 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   } else {
     const arches = ['amd64', 'arm64'] as const;
     const got = await Promise.all(
-      arches.map((arch) => fetchDebs({ arch, packages: QEMU_PACKAGES[arch], dir: path.join(dir, `debs/debian12-${arch}`), stateDir: path.join(o.cacheDir, 'kit-apt', arch), log, signal })),
+      arches.map((arch) => fetchDebs({ arch, packages: SETUP_PACKAGES[arch], dir: path.join(dir, `debs/debian12-${arch}`), stateDir: path.join(o.cacheDir, 'kit-apt', arch), log, signal })),
     );
     arches.forEach((arch, i) => {
       for (const d of got[i].debs) files.keep(`debs/debian12-${arch}/${d.file}`, got[i].copied.includes(d.file));
