@@ -190,6 +190,16 @@ class KitFiles {
     this.written++;
   }
 
+  /** A small text file: kept when it holds `text` already. */
+  async putText(rel: string, text: string, mode = 0o644): Promise<void> {
+    try {
+      if (this.previous[rel] && fs.lstatSync(path.join(this.dir, rel)).isFile() && fs.readFileSync(path.join(this.dir, rel), 'utf8') === text) return this.keep(rel);
+    } catch {
+      /* written below */
+    }
+    await this.put(rel, (tmp) => fs.writeFileSync(tmp, text, { mode }));
+  }
+
   /** Files an earlier run wrote that this kit does not hold; removed when still as written (never a user's). */
   stale(): string[] {
     const gone: string[] = [];
@@ -311,25 +321,27 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   try {
     const version: Record<string, string> = {};
     const nodeFiles: Record<string, string> = {};
-    const packed: { platform: Platform; file: string; version: string }[] = [];
-    for (const p of PLATFORMS) {
-      const v = await newestMajor(p.nodePackage, NODE_MAJOR, signal);
-      const rel = `node/${p.nodePackage}-${v}.tgz`;
-      if (!files.intact(rel)) {
-        log(`node: ${p.nodePackage}@${v} (Node ${v} for ${platformName(p)}, from the npm registry)`);
-        await putPacked(files, rel, `${p.nodePackage}@${v}`, signal);
-      } else files.keep(rel);
-      version[platformName(p)] = v;
-      nodeFiles[platformName(p)] = rel;
-      packed.push({ platform: p, file: path.basename(rel), version: v });
-    }
+    // The four side by side (each ~40 MB from the registry).
+    const packed = await Promise.all(
+      PLATFORMS.map(async (p) => {
+        const v = await newestMajor(p.nodePackage, NODE_MAJOR, signal);
+        const rel = `node/${p.nodePackage}-${v}.tgz`;
+        if (!files.intact(rel)) {
+          log(`node: ${p.nodePackage}@${v} (Node ${v} for ${platformName(p)}, from the npm registry)`);
+          await putPacked(files, rel, `${p.nodePackage}@${v}`, signal);
+        } else files.keep(rel);
+        version[platformName(p)] = v;
+        nodeFiles[platformName(p)] = rel;
+        return { platform: p, file: path.basename(rel), version: v };
+      }),
+    );
     const npmV = await newestMajor('npm', NPM_MAJOR, signal);
     const npmRel = `node/npm-${npmV}.tgz`;
     if (!files.intact(npmRel)) {
       log(`node: npm@${npmV}`);
       await putPacked(files, npmRel, `npm@${npmV}`, signal);
     } else files.keep(npmRel);
-    await files.put('node/install-node.sh', (tmp) => fs.writeFileSync(tmp, installNodeScript(packed, path.basename(npmRel)), { mode: 0o755 }));
+    await files.putText('node/install-node.sh', installNodeScript(packed, path.basename(npmRel)), 0o755);
     record.node = { version, npm: npmV, files: nodeFiles };
   } catch (e) {
     if (e instanceof UserError || signal?.aborted) throw e;
@@ -359,7 +371,7 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   );
 
   // 6. The guide and the record.
-  await files.put('OFFLINE.md', (tmp) => fs.writeFileSync(tmp, offlineGuide(record)));
+  await files.putText('OFFLINE.md', offlineGuide(record));
   const removed = files.stale();
   const recordText = () => JSON.stringify(record, null, 2) + '\n';
   const kitFile = path.join(dir, KIT_FILE);
