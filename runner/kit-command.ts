@@ -13,7 +13,7 @@ Examples:
   npm run kit -- /media/$USER/STICK --build  …building a guest image the cache lacks first (arm64 on x86: ~6 min)
   npm run kit -- ./class-kit --arch amd64    a kit for PCs only (no Apple-silicon Macs)
 
-What it writes (about 1.1 GB), then OFFLINE.md there says what to do on each laptop, in order:
+What it writes (about 1 GB), then OFFLINE.md there says what to do on each laptop, in order:
   OFFLINE.md, kit.json          the steps with this kit's file names; what the kit holds
   sockmap-labs.tar.gz           the project, as committed (git archive HEAD; uncommitted changes are not in it)
   images/                       the amd64 and arm64 guest images (npm run image import FILE)
