@@ -45,6 +45,8 @@ interface Recorded {
 
 export interface KitRecord {
   format: 1;
+  /** false while the kit is being made (a run stopped half-way leaves it so; the next run finishes it). */
+  complete: boolean;
   made: string;
   commit: string;
   /** Uncommitted changes in the checkout the kit was made from (not in the kit). */
@@ -121,9 +123,9 @@ export function prepareKitDir(given: string, cwd = process.env.INIT_CWD || proce
   return { dir: real, existing, previous };
 }
 
-/** The tracked files that differ from HEAD (a kit holds HEAD, not them). */
+/** The files that differ from HEAD, untracked ones too (a kit holds HEAD, not them). */
 async function uncommitted(signal?: AbortSignal): Promise<string[]> {
-  const out = (await run('git', ['-C', projectRoot, 'status', '--porcelain', '--untracked-files=no'], { signal })).stdout;
+  const out = (await run('git', ['-C', projectRoot, 'status', '--porcelain'], { signal })).stdout;
   return out.split('\n').filter(Boolean).map((l) => l.slice(3));
 }
 
@@ -242,7 +244,10 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   const prep = prepareKitDir(o.dir);
   const dir = prep.dir;
   const prev = prep.previous;
-  if (prev) log(`${dir} holds a kit made ${prev.made.slice(0, 16).replace('T', ' ')} from ${prev.commit.slice(0, 12)}: updating it (what is there and sound is kept)`);
+  if (prev)
+    log(
+      `${dir} holds a kit ${prev.complete === false ? 'an earlier run stopped making' : 'made'} ${prev.made.slice(0, 16).replace('T', ' ')} from ${prev.commit.slice(0, 12)}: ${prev.complete === false ? 'finishing' : 'updating'} it (what is there and sound is kept)`,
+    );
   const others = prep.existing.filter((n) => !(KIT_NAMES as readonly string[]).includes(n));
   if (others.length) log(`${dir} also holds ${others.length} other entr${others.length === 1 ? 'y' : 'ies'}, left alone: ${others.slice(0, 8).join(', ')}${others.length > 8 ? ', …' : ''}`);
 
@@ -263,7 +268,15 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   requireFreeSpace(dir, 1.3e9 - (prev ? sizeOfKit(dir) : 0), 'the kit');
 
   const files = new KitFiles(dir, prev?.files ?? {});
-  const record: KitRecord = { format: 1, made: new Date().toISOString(), commit, dirty, images: {}, npm: { lockSha, packages: 0, checked: [] }, debs: {}, files: files.files, missing: [] };
+  const record: KitRecord = { format: 1, complete: false, made: new Date().toISOString(), commit, dirty, images: {}, npm: { lockSha, packages: 0, checked: [] }, debs: {}, files: files.files, missing: [] };
+  // kit.json after each part: a run stopped half-way (Ctrl-C, a full stick, no network) is finished by the next one.
+  const kitFile = path.join(dir, KIT_FILE);
+  const save = () => {
+    const text = JSON.stringify(record.complete ? record : { ...record, files: { ...prev?.files, ...files.files } }, null, 2) + '\n';
+    fs.writeFileSync(`${kitFile}.partial-${process.pid}`, text);
+    fs.renameSync(`${kitFile}.partial-${process.pid}`, kitFile);
+  };
+  save();
   if (dirty.length) log(`note: the checkout has uncommitted changes (${dirty.length} file${dirty.length === 1 ? '' : 's'}: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', …' : ''}); the kit holds the last commit, ${commit.slice(0, 12)}, without them`);
 
   // 1. The project.
@@ -273,6 +286,8 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
     log(`project: ${projectFile} (git archive ${commit.slice(0, 12)})`);
     await files.put(projectFile, (tmp) => run('git', ['-C', projectRoot, 'archive', '--format=tar.gz', '--prefix=sockmap-labs/', '-o', tmp, commit], { signal }).then(() => {}));
   }
+
+  save();
 
   // 2. The guest images.
   for (const arch of o.arches) {
@@ -292,6 +307,8 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
     }
     record.images[arch] = { file: rel, digest: m.digest, kernel: m.kernelRelease };
   }
+
+  save();
 
   // 3. npm packages, every class platform's.
   const cacheDir = path.join(dir, 'npm-cache');
@@ -316,6 +333,8 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
     record.npm.note = c.note;
     if (c.note) log(`note: ${c.note}`);
   }
+
+  save();
 
   // 4. Node and npm.
   try {
@@ -350,6 +369,8 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
     record.missing.push(`Node ${NODE_MAJOR}: the npm registry could not be reached when the kit was made (${why}); put nodejs.org's installers for the class's laptops in node/ by hand`);
   }
 
+  save();
+
   // 5. QEMU for Debian 12 laptops.
   const noDebs = debsUnavailable();
   if (noDebs) {
@@ -373,10 +394,8 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   // 6. The guide and the record.
   await files.putText('OFFLINE.md', offlineGuide(record));
   const removed = files.stale();
-  const recordText = () => JSON.stringify(record, null, 2) + '\n';
-  const kitFile = path.join(dir, KIT_FILE);
-  fs.writeFileSync(`${kitFile}.partial-${process.pid}`, recordText());
-  fs.renameSync(`${kitFile}.partial-${process.pid}`, kitFile);
+  record.complete = true;
+  save();
   return { record, bytes: sizeOfKit(dir), written: files.written, kept: files.kept, removed };
 }
 

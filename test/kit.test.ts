@@ -119,6 +119,7 @@ describe('the kit folder', () => {
 describe('OFFLINE.md', () => {
   const record: KitRecord = {
     format: 1,
+    complete: true,
     made: '2026-12-07T19:00:00.000Z',
     commit: 'abcdef0123456789',
     dirty: ['README.md'],
