@@ -1,5 +1,6 @@
 // OFFLINE.md, the classroom kit's plain-text guide: the offline steps in order,
 // with this kit's own file names (runner/kit.ts writes it last, from kit.json).
+import { SETUP_PACKAGES } from './kit-debs.ts';
 import type { KitRecord } from './kit.ts';
 
 export function offlineGuide(k: KitRecord): string {
@@ -39,9 +40,11 @@ export function offlineGuide(k: KitRecord): string {
     '',
     '   macOS: `brew install qemu`. It needs network: do it before class (this',
     '   kit cannot carry Homebrew\'s packages). Other Linux systems: their own',
-    '   QEMU package, also before class (Ubuntu: sudo apt-get install',
-    '   qemu-system-x86; Fedora: sudo dnf install qemu-system-x86;',
-    '   qemu-system-aarch64 on arm64).',
+    '   QEMU package, also before class (Fedora: sudo dnf install',
+    '   qemu-system-x86, qemu-system-aarch64 on arm64). Ubuntu and other Debian',
+    `   relatives: sudo apt-get install ${SETUP_PACKAGES.amd64.join(' ')}`,
+    '   (qemu-system-arm for qemu-system-x86 on arm64), before class: ./setup.sh',
+    '   asks for these and would go to the network for any that is missing.',
     '',
     '3. The project',
     '',

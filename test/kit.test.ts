@@ -133,8 +133,9 @@ describe('OFFLINE.md', () => {
   const g = offlineGuide(record);
 
   it('gives the steps in order: Node, QEMU, the project, npm ci --offline, the image, setup.sh, lab 1', () => {
-    const order = ['install-node.sh', 'debs/debian12-amd64', 'tar -xzf KIT/sockmap-labs.tar.gz', 'npm ci --offline --cache KIT/npm-cache', 'npm run image import KIT/images/a.tar', './setup.sh', 'npm run lab 1'];
-    const at = order.map((s) => g.indexOf(s));
+    // The command lines (indented 7): the prose around them may name a command too.
+    const order = ['sh KIT/node/install-node.sh', 'sudo apt-get install KIT/debs/debian12-amd64/*.deb', 'tar -xzf KIT/sockmap-labs.tar.gz -C ~', 'npm ci --offline --cache KIT/npm-cache', 'npm run image import KIT/images/a.tar', './setup.sh', 'npm run lab 1'];
+    const at = order.map((s) => g.indexOf(`\n       ${s}\n`));
     expect(at.every((i) => i > 0)).toBe(true);
     expect([...at].sort((a, b) => a - b)).toEqual(at);
     expect(g).toContain('npm run image import KIT/images/b.tar');
