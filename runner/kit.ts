@@ -276,7 +276,7 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
     fs.writeFileSync(`${kitFile}.partial-${process.pid}`, text);
     fs.renameSync(`${kitFile}.partial-${process.pid}`, kitFile);
   };
-  save();
+  // (First saved once the project is written: a record naming this commit must not vouch for an older archive.)
   if (dirty.length) log(`note: the checkout has uncommitted changes (${dirty.length} file${dirty.length === 1 ? '' : 's'}: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', …' : ''}); the kit holds the last commit, ${commit.slice(0, 12)}, without them`);
 
   // 1. The project.
