@@ -16,6 +16,7 @@ import { listLabs, pickNext, reset, scaffold, solution, validate } from './lab-c
 import { describeState, vmDown, vmExec, vmShell, vmStatus, vmUp } from './vm-commands.ts';
 import { addMatrixCommand } from './matrix/cli.ts';
 import { addImageCommand } from './image-command.ts';
+import { addKitCommand } from './kit-command.ts';
 import { runLabs } from './run-labs.ts';
 import { runnerVersion } from './fingerprint.ts';
 import { discoverLabs } from './labs.ts';
@@ -261,6 +262,7 @@ program
 
 addMatrixCommand(program);
 addImageCommand(program);
+addKitCommand(program);
 
 program
   .command('doctor')
