@@ -219,7 +219,7 @@ const cases: Case[] = [
   ] as const).map(([row, args, line]): Case => ({ row, args: () => [...args], code: 2, line, after: (_c, out) => oneLineHelp(out) })),
   { row: '198', args: () => ['vm', 'frobnicate'], code: 2, line: /error: unknown vm command "frobnicate": use up, down, status, exec/ },
   { row: '215', args: () => ['kernels', 'frob'], code: 2, line: /error: unknown kernels command "frob": use list, fetch/ },
-  { row: 'new', args: () => ['image', 'frob'], code: 2, line: /error: unknown image command "frob": use build, export, import, pull, list, verify/ },
+  { row: 'new', args: () => ['image', 'frob'], code: 2, line: /error: unknown image command "frob": use build, export, import, pull, push, prepare, list, verify/ },
   { row: 'new', args: () => ['nosuchcommand'], code: 2, line: /error: unknown command 'nosuchcommand'/ },
   { row: '226', args: () => ['lab', '--version'], code: 0, line: /^\d+\.\d+\.\d+/m },
   { row: '227', args: () => ['lab', '-V'], code: 0, line: /^\d+\.\d+\.\d+/m },
