@@ -155,9 +155,25 @@ describe('npm run image push (the CLI)', () => {
     return new Promise<{ code: number | null; out: string }>((r) => child.on('close', (code) => r({ code, out })));
   }
 
-  it('pushes with progress lines and says how to pull it; the password is nowhere in the output', async () => {
+  it('pushes with progress lines and says how to pull it; the password is nowhere in the output; a second push uploads nothing', async () => {
+    // A registry of its own: the other tests pushed these images to `reg` already, and an export of the same
+    // image is the same bytes (one time stamp in the tar), so there it would be "already there".
+    const own = await new FakeRegistry().start();
+    own.pushUser = creds;
+    try {
+      const env = { LAB_CACHE_DIR: cache, LAB_REGISTRY_USER: 'maintainer', LAB_REGISTRY_PASSWORD: SECRET };
+      const first = await cli([`${own.url}/${own.name}:cli`, '--arch', 'all'], env);
+      expect(first.out).toMatch(/^ {2}100%: 0\.1 MB of 0\.1 MB, /m);
+      expect(first.out).not.toContain('already there');
+      expect(first.code).toBe(0);
+      const again = await cli([`${own.url}/${own.name}:cli`, '--arch', 'all'], env);
+      expect(again.out).toMatch(/^pushed the amd64 guest image [0-9a-f]{12} \(0\.1 MB, already there\)/m);
+      expect(again.out).not.toMatch(/^ {2}\d+%: /m);
+      expect(again.code).toBe(0);
+    } finally {
+      await own.close();
+    }
     const { code, out } = await cli([`${reg.url}/${reg.name}:cli`, '--arch', 'all'], { LAB_CACHE_DIR: cache, LAB_REGISTRY_USER: 'maintainer', LAB_REGISTRY_PASSWORD: SECRET });
-    expect(out).toMatch(/^ {2}100%: 0\.1 MB of 0\.1 MB, /m);
     expect(out).toMatch(/^pushed the arm64 guest image [0-9a-f]{12} \(0\.1 MB(, already there)?\) to 127\.0\.0\.1:\d+\/class\/sockmap-labs-image as arm64-[0-9a-f]{64}, arm64-latest$/m);
     expect(out).toMatch(/^ {2}pull it: npm run image pull -- --repository http:\/\/127\.0\.0\.1:\d+\/class\/sockmap-labs-image --arch arm64 --digest sha256:[0-9a-f]{64}$/m);
     expect(out).toMatch(/^index of amd64, arm64 as cli: sha256:[0-9a-f]{64}$/m);
