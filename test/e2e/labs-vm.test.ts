@@ -70,11 +70,12 @@ describe('bad input, no VM needed', () => {
     expect(out).toContain('fix:');
   });
 
-  it('a missing kernel says how to get one', async () => {
+  it('a mistyped --kernel path says to check that path, not to fetch a kernel', async () => {
     const { code, out } = await cli(['lab', '1', '--kernel', '/nonexistent/vmlinuz']).done;
     expect(code, tail(out)).toBe(2);
-    expect(out).toContain('kernel image /nonexistent/vmlinuz does not exist');
-    expect(out).toContain('npm run kernels -- fetch');
+    expect(out).toContain('kernel image --kernel /nonexistent/vmlinuz does not exist');
+    expect(out).toContain('fix:   check the path given to --kernel');
+    expect(out).not.toContain('npm run kernels -- fetch');
   });
 
   it('--help shows examples', async () => {
