@@ -67,6 +67,7 @@ elif command -v dpkg-query >/dev/null; then
       bpftool iproute2 strace socat ncat sockperf util-linux  # what the labs run on the host root
       bash-static       # steps start ~70 ms faster in the guest (no dynamic loading under TCG)
       libxml2-utils tmux chromium  # tests: xmllint (JUnit schema), tmux (interactive modes), chromium (the HTML report)
+      mmdebstrap docker-registry  # tests: fresh Debian 12 roots (clean room, classroom kit), a real OCI registry (image push/pull)
     )
   fi
   # Node where it is missing, when the distribution has 20 or newer (Debian 12 and Ubuntu 24.04 do not).
@@ -84,6 +85,8 @@ elif command -v dpkg-query >/dev/null; then
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+      # docker-registry's package starts a registry on :5000 where systemd runs; the tests start their own.
+      if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then systemctl disable --now docker-registry.service >/dev/null 2>&1 || true; fi
     else
       say "missing system packages: ${missing[*]}"
       echo "Set-up is not finished: install them first (the one step that needs root), then run ./setup.sh again:" >&2
