@@ -222,8 +222,8 @@ export async function onEachMachine(cfg: Config, ui: SessionUi, each: (m: Machin
  * image once (the accelerator probe; the lab programs built in the guest and
  * kept by content hash, vm/guest-build.ts) and stops it, on the same path a lab
  * run takes (onEachMachine). 'ready': nothing to do, the programs for this image
- * and this checkout's bpf/ are there. The place to add later one-time work (a
- * VM snapshot) for the image.
+ * and this checkout's bpf/ are there. Any other one-time work for the image
+ * belongs here too.
  */
 export async function prepareImage(cfg: Config, ui: SessionUi): Promise<{ done: 'ready' | 'prepared'; interrupted?: NodeJS.Signals }> {
   const machine = { ...cfg.machine, rootfs: 'image' as const, backend: 'qemu' as const, kernels: [], warm: false };
