@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { partialName } from '../core/output-file.ts';
 import { BUILD_TOOLS } from '../vm/image.ts';
 import type { ImageArch } from '../vm/image-verify.ts';
 
@@ -150,7 +151,7 @@ export async function fetchDebs(o: { arch: ImageArch; packages: string[]; dir: s
     const to = path.join(o.dir, d.file);
     const size = fs.statSync(from).size;
     if (fs.existsSync(to) && fs.statSync(to).isFile() && fs.statSync(to).size === size) continue;
-    const tmp = path.join(o.dir, `.${d.file}.partial-${process.pid}`);
+    const tmp = partialName(to);
     try {
       fs.copyFileSync(from, tmp);
       fs.renameSync(tmp, to);

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { UserError } from '../core/errors.ts';
+import { partialName } from '../core/output-file.ts';
 import { projectRoot } from '../core/paths.ts';
 import { buildImage } from '../vm/image.ts';
 import { exportImage } from '../vm/image-transfer.ts';
@@ -177,7 +178,7 @@ class KitFiles {
       /* new */
     }
     if (st && !st.isFile()) throw new UserError(`${full} is not a regular file: the kit will not replace it`, `move it away, then run the kit again`);
-    const tmp = path.join(path.dirname(full), `.${path.basename(full)}.partial-${process.pid}`);
+    const tmp = partialName(full);
     try {
       await make(tmp);
       fs.renameSync(tmp, full);
@@ -273,8 +274,9 @@ export async function makeKit(o: KitOptions): Promise<KitResult> {
   const kitFile = path.join(dir, KIT_FILE);
   const save = () => {
     const text = JSON.stringify(record.complete ? record : { ...record, files: { ...prev?.files, ...files.files } }, null, 2) + '\n';
-    fs.writeFileSync(`${kitFile}.partial-${process.pid}`, text);
-    fs.renameSync(`${kitFile}.partial-${process.pid}`, kitFile);
+    const tmp = partialName(kitFile);
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, kitFile);
   };
   // (First saved once the project is written: a record naming this commit must not vouch for an older archive.)
   if (dirty.length) log(`note: the checkout has uncommitted changes (${dirty.length} file${dirty.length === 1 ? '' : 's'}: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ', …' : ''}); the kit holds the last commit, ${commit.slice(0, 12)}, without them`);
